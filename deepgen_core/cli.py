@@ -1,0 +1,547 @@
+"""The ``deepgen`` command line.
+
+Examples::
+
+    deepgen train --dataset mnist-10k --layers 500,500 --epochs 10 --out runs/demo
+    deepgen finetune runs/demo
+    deepgen sample runs/demo --stage pretrained --n 64 --out grid.png
+    deepgen features runs/demo --units 1:*,2:0-99 --out feats.npz
+    deepgen probe runs/demo --units 1:*,2:* --classifier linear-svm --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+
+import numpy as np
+
+from . import __version__
+from .data import DATASET_NAMES, download, verify_files
+from .dbn import DBNConfig
+from .device import DEVICE_CHOICES
+from .errors import InputError, TrainingDiverged
+from .finetune import FinetuneConfig
+from .images import image_grid, save_png
+from .operations import (
+    CLASSIFIERS,
+    features,
+    finetune_run,
+    layer_sizes,
+    probe_run,
+    sample_run,
+    train_run,
+)
+from .progress import Progress, TrainingCancelled
+from .rbm import VISIBLE_TYPES
+from .runs import PRETRAINED, RunConfig, open_run
+from .training import RBMTrainingConfig
+from .units import GRAMMAR, parse_units
+
+logger = logging.getLogger("deepgen")
+
+LOG_EVERY_SECONDS = 10.0
+
+
+class ConsoleProgress:
+    """Show :class:`Progress` reports as a bar on a terminal, else as log lines."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.tty = stream.isatty()
+        self.bar = None
+        self.key = None
+        self.last_log = 0.0
+
+    def __call__(self, progress: Progress) -> None:
+        done = (progress.epoch - 1) * progress.total + progress.step
+        total = max(1, progress.n_epochs) * progress.total
+        key = (progress.stage, progress.layer)
+        where = progress.stage
+        if progress.layer is not None:
+            where += f" layer {progress.layer}/{progress.n_layers}"
+        if self.tty:
+            from tqdm import tqdm
+
+            if key != self.key:
+                self.close()
+                self.bar = tqdm(total=total, desc=where, unit="batch", leave=True)
+                self.key = key
+            self.bar.update(done - self.bar.n)
+            return
+        now = time.monotonic()
+        if now - self.last_log >= LOG_EVERY_SECONDS or done == total:
+            self.last_log = now
+            logger.info(
+                "%s epoch %d/%d batch %d/%d",
+                where,
+                progress.epoch,
+                progress.n_epochs,
+                progress.step,
+                progress.total,
+            )
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+
+def int_list(text: str) -> list[int]:
+    """Parse ``500,500,2000`` into a list of positive integers."""
+    try:
+        values = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"invalid layer sizes {text!r}; write positive integers separated by "
+            "commas, for example 500,500,2000"
+        ) from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(
+            f"invalid layer sizes {text!r}; every size must be a positive integer"
+        )
+    return values
+
+
+def add_train_parser(commands) -> None:
+    defaults = RBMTrainingConfig()
+    p = commands.add_parser(
+        "train",
+        help="pretrain a DBN greedily, layer by layer",
+        description="Pretrain a Deep Belief Net on a dataset into a run folder.",
+    )
+    p.add_argument("--out", required=True, help="run folder to create (or resume)")
+    p.add_argument(
+        "--dataset",
+        default="mnist-10k",
+        help=f"{', '.join(DATASET_NAMES)}, or a .npz/.csv file (default: mnist-10k)",
+    )
+    p.add_argument(
+        "--layers",
+        type=int_list,
+        default=[500, 500],
+        help="hidden layer sizes from the bottom up (default: 500,500)",
+    )
+    p.add_argument(
+        "--labels",
+        action="store_true",
+        help="join softmax label units to the top RBM, so it can generate a chosen class",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=defaults.epochs,
+        help="epochs per layer (default: 10)",
+    )
+    p.add_argument(
+        "--cd-k", type=int, default=1, help="Gibbs steps of CD-k (default: 1)"
+    )
+    p.add_argument(
+        "--pcd", action="store_true", help="persistent CD: chains kept between updates"
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=None,
+        help="learning rate (default: 0.1 for Bernoulli, 0.01 for Gaussian input units)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=defaults.batch_size,
+        help="rows per update (default: 100)",
+    )
+    p.add_argument(
+        "--drop-last",
+        action="store_true",
+        help="skip the short last batch when the rows are not a multiple of the batch size",
+    )
+    p.add_argument(
+        "--momentum",
+        type=float,
+        default=defaults.momentum,
+        help="momentum after the switch epoch (default: 0.9)",
+    )
+    p.add_argument(
+        "--initial-momentum",
+        type=float,
+        default=defaults.initial_momentum,
+        help="momentum up to the switch epoch (default: 0.5)",
+    )
+    p.add_argument(
+        "--momentum-switch-epoch",
+        type=int,
+        default=defaults.momentum_switch_epoch,
+        help="last epoch with the initial momentum (default: 5)",
+    )
+    p.add_argument(
+        "--weight-decay",
+        type=float,
+        default=defaults.weight_decay,
+        help="L2 weight cost (default: 2e-4)",
+    )
+    p.add_argument(
+        "--sparsity-target",
+        type=float,
+        default=None,
+        help="target mean activation of hidden units (default: no sparsity penalty)",
+    )
+    p.add_argument(
+        "--sparsity-cost",
+        type=float,
+        default=defaults.sparsity_cost,
+        help="weight of the sparsity penalty (default: 0.1)",
+    )
+    p.add_argument(
+        "--sparsity-decay",
+        type=float,
+        default=defaults.sparsity_decay,
+        help="decay of the running mean activation (default: 0.9)",
+    )
+    p.add_argument(
+        "--sample-visible",
+        action="store_true",
+        help="use sampled, not mean, visible states at the last CD step",
+    )
+    p.add_argument(
+        "--visible",
+        choices=VISIBLE_TYPES,
+        default="bernoulli",
+        help="input unit type; Gaussian expects standardised data (default: bernoulli)",
+    )
+    p.add_argument(
+        "--learn-sigma",
+        action="store_true",
+        help="learn the standard deviation of Gaussian input units",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--device",
+        choices=DEVICE_CHOICES,
+        default="auto",
+        help="where to train (default: auto, CUDA when present)",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in --out from its last checkpoint",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="deepgen",
+        description="Train, fine-tune, sample and look inside Deep Belief Nets.",
+    )
+    parser.add_argument("--version", action="version", version=f"deepgen {__version__}")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="print warnings and errors only"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_train_parser(commands)
+
+    ft_defaults = FinetuneConfig()
+    p = commands.add_parser(
+        "finetune", help="fine-tune a pretrained run by backprop on the labels"
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        default=ft_defaults.epochs,
+        help="maximum epochs (default: 100)",
+    )
+    p.add_argument(
+        "--lr",
+        type=float,
+        default=ft_defaults.learning_rate,
+        help="SGD learning rate (default: 0.1)",
+    )
+    p.add_argument(
+        "--momentum",
+        type=float,
+        default=ft_defaults.momentum,
+        help="SGD momentum (default: 0.9)",
+    )
+    p.add_argument(
+        "--batch-size",
+        type=int,
+        default=ft_defaults.batch_size,
+        help="rows per update (default: 100)",
+    )
+    p.add_argument(
+        "--input-dropout",
+        type=float,
+        default=ft_defaults.input_dropout,
+        help="dropout rate of input units (default: 0.2)",
+    )
+    p.add_argument(
+        "--hidden-dropout",
+        type=float,
+        default=ft_defaults.hidden_dropout,
+        help="dropout rate of hidden units (default: 0.2)",
+    )
+    p.add_argument(
+        "--validation-fraction",
+        type=float,
+        default=ft_defaults.validation_fraction,
+        help="share of training rows held back for early stopping (default: 0.1)",
+    )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=ft_defaults.patience,
+        help="epochs without a validation gain before stopping (default: 15)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+
+    p = commands.add_parser("sample", help="generate images from a stage")
+    p.add_argument("run", help="run folder")
+    p.add_argument(
+        "--stage", default=PRETRAINED, help="stage to sample (default: pretrained)"
+    )
+    p.add_argument("--n", type=int, default=64, help="number of samples (default: 64)")
+    p.add_argument(
+        "--label",
+        type=int,
+        default=None,
+        help="class to generate (nets trained with --labels)",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=500,
+        help="Gibbs steps in the top RBM (default: 500)",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--out", required=True, help="PNG file for the grid of samples")
+    p.add_argument(
+        "--chain-out",
+        default=None,
+        help="PNG file showing the chain of the first sample every --chain-every steps",
+    )
+    p.add_argument(
+        "--chain-every",
+        type=int,
+        default=50,
+        help="steps between chain pictures (default: 50)",
+    )
+
+    for name, text in (
+        ("features", "write the activations of chosen units to an NPZ file"),
+        ("probe", "train a classifier on chosen units and report held-out accuracy"),
+    ):
+        p = commands.add_parser(name, help=text, epilog=GRAMMAR)
+        p.add_argument("run", help="run folder")
+        p.add_argument(
+            "--stage", default=PRETRAINED, help="stage to read (default: pretrained)"
+        )
+        p.add_argument(
+            "--units",
+            required=True,
+            help="unit SPEC, for example 1:*,2:0-99 (0 is the input)",
+        )
+        if name == "features":
+            p.add_argument(
+                "--split",
+                choices=("train", "test"),
+                default="train",
+                help="which split (default: train)",
+            )
+            p.add_argument("--out", required=True, help="NPZ file to write")
+        else:
+            p.add_argument(
+                "--classifier",
+                choices=CLASSIFIERS,
+                default="linear-svm",
+                help="classifier (default: linear-svm)",
+            )
+            p.add_argument(
+                "--C",
+                type=float,
+                default=1.0,
+                dest="c",
+                help="SVM regularisation C (default: 1.0)",
+            )
+            p.add_argument("--json", action="store_true", help="print one JSON object")
+
+    p = commands.add_parser("data", help="download or check the IDX datasets")
+    p.add_argument("action", choices=("download", "verify"))
+    p.add_argument("name", choices=("mnist", "fashion-mnist"))
+    p.add_argument(
+        "--data-dir",
+        default=None,
+        help="folder of datasets (default: $DEEPGEN_DATA_DIR or ~/.cache/deepgen/data)",
+    )
+    return parser
+
+
+def run_config_from_args(args) -> RunConfig:
+    rbm = RBMTrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        batch_size=args.batch_size,
+        cd_k=args.cd_k,
+        persistent=args.pcd,
+        initial_momentum=args.initial_momentum,
+        momentum=args.momentum,
+        momentum_switch_epoch=args.momentum_switch_epoch,
+        weight_decay=args.weight_decay,
+        sparsity_target=args.sparsity_target,
+        sparsity_cost=args.sparsity_cost,
+        sparsity_decay=args.sparsity_decay,
+        sample_visible=args.sample_visible,
+        drop_last=args.drop_last,
+    )
+    dbn = DBNConfig(
+        layers=args.layers,
+        labels=args.labels,
+        visible_type=args.visible,
+        learn_sigma=args.learn_sigma,
+        seed=args.seed,
+        rbm=rbm,
+    )
+    return RunConfig(dataset=args.dataset, dbn=dbn, device=args.device)
+
+
+def command_train(args, progress: ConsoleProgress) -> int:
+    config = None if args.resume else run_config_from_args(args)
+    try:
+        run = train_run(args.out, config, resume=args.resume, progress=progress)
+    except KeyboardInterrupt:
+        progress.close()
+        logger.warning(
+            "interrupted; continue from the last finished epoch with "
+            "`deepgen train --resume --out %s`",
+            args.out,
+        )
+        return 130
+    progress.close()
+    last = run.metrics()[-1]
+    print(
+        f"pretrained {run.path}: layer {last['layer']} reconstruction error "
+        f"{last['recon_error']:.3f} after {last['epoch']} epochs"
+    )
+    return 0
+
+
+def command_finetune(args, progress: ConsoleProgress) -> int:
+    config = FinetuneConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        momentum=args.momentum,
+        batch_size=args.batch_size,
+        input_dropout=args.input_dropout,
+        hidden_dropout=args.hidden_dropout,
+        validation_fraction=args.validation_fraction,
+        patience=args.patience,
+        seed=args.seed,
+    )
+    run = open_run(args.run)
+    finetune_run(run, config, progress)
+    progress.close()
+    info = run.stage_info("finetuned")["info"]
+    print(f"fine-tuned {run.path}: held-out accuracy {info['test_accuracy']:.4f}")
+    return 0
+
+
+def command_sample(args) -> int:
+    run = open_run(args.run)
+    dataset = run.dataset()
+    if dataset.image_shape is None:
+        raise InputError(
+            f"dataset {run.config.dataset} has no image shape, so samples cannot be "
+            "drawn as pictures; use `deepgen features` to read values instead"
+        )
+    chain_every = args.chain_every if args.chain_out else 0
+    samples, chain = sample_run(
+        run, args.stage, args.n, args.label, args.steps, args.seed, chain_every
+    )
+    save_png(args.out, image_grid(samples, dataset.image_shape))
+    if args.chain_out:
+        first = np.stack([step[0] for step in chain])
+        save_png(
+            args.chain_out, image_grid(first, dataset.image_shape, n_columns=len(first))
+        )
+    print(f"wrote {len(samples)} samples of stage {args.stage} to {args.out}")
+    return 0
+
+
+def command_features(args) -> int:
+    run = open_run(args.run)
+    dbn = run.load_stage(args.stage)
+    dataset = run.dataset()
+    x = dataset.x_train if args.split == "train" else dataset.x_test
+    y = dataset.y_train if args.split == "train" else dataset.y_test
+    spec = parse_units(args.units, layer_sizes(dbn)).spec()
+    values = features(dbn, x, spec)
+    arrays = {"features": values, "spec": np.array(spec), "split": np.array(args.split)}
+    if y is not None:
+        arrays["labels"] = y
+    np.savez_compressed(args.out, **arrays)
+    print(
+        f"wrote {values.shape[0]} rows x {values.shape[1]} units ({spec}) to {args.out}"
+    )
+    return 0
+
+
+def command_probe(args) -> int:
+    run = open_run(args.run)
+    result = probe_run(run, args.stage, args.units, args.classifier, args.c)
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print(
+            f"{result['classifier']} on {result['n_units']} units ({result['spec']}) of "
+            f"stage {result['stage']}: held-out accuracy {result['accuracy']:.4f} "
+            f"({result['n_test']} rows, fit {result['fit_seconds']:.1f} s)"
+        )
+    return 0
+
+
+def command_data(args) -> int:
+    paths = (
+        download(args.name, args.data_dir)
+        if args.action == "download"
+        else verify_files(args.name, args.data_dir)
+    )
+    for path in paths:
+        print(f"ok {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING if args.quiet else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    progress = ConsoleProgress()
+    handlers = {
+        "train": lambda: command_train(args, progress),
+        "finetune": lambda: command_finetune(args, progress),
+        "sample": lambda: command_sample(args),
+        "features": lambda: command_features(args),
+        "probe": lambda: command_probe(args),
+        "data": lambda: command_data(args),
+    }
+    try:
+        return handlers[args.command]()
+    except InputError as error:
+        progress.close()
+        print(f"deepgen {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except TrainingDiverged as error:
+        progress.close()
+        print(f"deepgen {args.command}: {error}", file=sys.stderr)
+        return 3
+    except TrainingCancelled as error:
+        progress.close()
+        print(f"deepgen {args.command}: {error}", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,251 @@
+"""Discriminative fine-tuning of a DBN by backpropagation.
+
+The recognition weights are unrolled into a feed-forward net of sigmoid
+layers with a softmax output on the top hidden layer, trained on the labels
+with SGD, momentum and dropout. A random part of the training data is held back for
+validation, and training stops early once the validation accuracy has not
+improved for ``patience`` epochs; the best epoch's weights are kept.
+
+The result is a new :class:`DBNModule`: its RBMs carry the fine-tuned weights
+and hidden biases (so that the fine-tuned stage can also generate, with the
+fine-tuned weights as the generative weights), the visible biases and top
+label weights of the pretrained net, and the softmax ``head``. The
+pretrained net is not changed.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, fields
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .dbn import DBNModule, format_figures
+from .device import make_generator
+from .errors import InputError
+from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneConfig:
+    """Settings of backpropagation fine-tuning."""
+
+    learning_rate: float = 0.1
+    momentum: float = 0.9
+    batch_size: int = 100
+    weight_decay: float = 0.0
+    input_dropout: float = 0.2
+    """Fraction of input units dropped in each training batch."""
+    hidden_dropout: float = 0.2
+    """Fraction of hidden units dropped in each training batch."""
+    validation_fraction: float = 0.1
+    patience: int = 15
+    """Epochs without a gain in validation accuracy before training stops."""
+    decay_patience: int = 5
+    """Epochs without a gain after which the learning rate is halved."""
+    epochs: int = 100
+    seed: int = 0
+
+    def validate(self) -> None:
+        if self.epochs < 1:
+            raise InputError(
+                f"fine-tuning epochs must be at least 1, got {self.epochs}"
+            )
+        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise InputError(
+                f"learning rate must be a positive number, got {self.learning_rate}"
+            )
+        if not 0 < self.validation_fraction < 1:
+            raise InputError(
+                "validation fraction must be between 0 and 1, got "
+                f"{self.validation_fraction}"
+            )
+        for name in ("input_dropout", "hidden_dropout"):
+            if not 0 <= getattr(self, name) < 1:
+                raise InputError(
+                    f"{name.replace('_', ' ')} must be in [0, 1), got "
+                    f"{getattr(self, name)}"
+                )
+        if min(self.batch_size, self.patience, self.decay_patience) < 1:
+            raise InputError(
+                "batch size, patience and decay patience must be at least 1, got "
+                f"{self.batch_size}, {self.patience} and {self.decay_patience}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> FinetuneConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+class SeededDropout(nn.Module):
+    """Inverted dropout whose masks come from a given generator.
+
+    ``nn.Dropout`` draws from the global random state; this keeps
+    fine-tuning reproducible from its own seed.
+    """
+
+    def __init__(self, rate: float, generator: torch.Generator) -> None:
+        super().__init__()
+        self.rate = rate
+        self.generator = generator
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.rate == 0:
+            return x
+        keep = 1 - self.rate
+        mask = torch.bernoulli(torch.full_like(x, keep), generator=self.generator)
+        return x * mask / keep
+
+
+def unroll(
+    dbn: DBNModule,
+    n_classes: int,
+    generator: torch.Generator,
+    input_dropout: float = 0.0,
+    hidden_dropout: float = 0.0,
+) -> nn.Sequential:
+    """Build the feed-forward classifier from the recognition weights."""
+    layers: list[nn.Module] = []
+    if input_dropout:
+        layers.append(SeededDropout(input_dropout, generator))
+    for rbm in dbn.rbms:
+        n_in = rbm.n_visible - rbm.n_labels
+        linear = nn.Linear(n_in, rbm.n_hidden)
+        with torch.no_grad():
+            weight = rbm.weight[:n_in]
+            if rbm.gaussian:
+                weight = weight / rbm.sigma[:, None]
+            linear.weight.copy_(weight.T)
+            linear.bias.copy_(rbm.hidden_bias)
+        layers += [linear, nn.Sigmoid()]
+        if hidden_dropout:
+            layers.append(SeededDropout(hidden_dropout, generator))
+    head = nn.Linear(dbn.layer_sizes[-1], n_classes)
+    with torch.no_grad():
+        head.weight.copy_(
+            torch.randn(head.weight.shape, generator=generator, device=dbn.device)
+            * 0.01
+        )
+        head.bias.zero_()
+    layers.append(head)
+    return nn.Sequential(*layers).to(dbn.device)
+
+
+def roll_back(dbn: DBNModule, net: nn.Sequential) -> DBNModule:
+    """Copy ``dbn`` with the fine-tuned weights of ``net`` put into its RBMs."""
+    tuned = copy.deepcopy(dbn)
+    linears = [m for m in net if isinstance(m, nn.Linear)]
+    with torch.no_grad():
+        for rbm, linear in zip(tuned.rbms, linears[:-1]):
+            n_in = rbm.n_visible - rbm.n_labels
+            weight = linear.weight.T
+            if rbm.gaussian:
+                weight = weight * rbm.sigma[:, None]
+            rbm.weight[:n_in] = weight
+            rbm.hidden_bias.copy_(linear.bias)
+        head = tuned.add_head(linears[-1].out_features)
+        head.load_state_dict(linears[-1].state_dict())
+        head.requires_grad_(False)
+    return tuned
+
+
+def _accuracy(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> float:
+    net.eval()
+    with torch.no_grad():
+        correct = sum(
+            int((net(x[i : i + 1000]).argmax(1) == y[i : i + 1000]).sum())
+            for i in range(0, x.shape[0], 1000)
+        )
+    return correct / max(1, x.shape[0])
+
+
+def finetune_backprop(
+    dbn: DBNModule,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    config: FinetuneConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> tuple[DBNModule, list[dict]]:
+    """Fine-tune a copy of ``dbn`` on ``x`` (n_samples, n_visible) and labels ``y``.
+
+    Returns the fine-tuned net and one dict of figures per epoch.
+    """
+    config.validate()
+    if y is None:
+        raise InputError("fine-tuning needs labels; use a labelled dataset")
+    generator = make_generator(config.seed, x.device)
+    order = torch.randperm(x.shape[0], generator=generator, device=x.device)
+    n_valid = max(1, round(x.shape[0] * config.validation_fraction))
+    valid_rows, train_rows = order[:n_valid], order[n_valid:]
+    x_train, y_train = x[train_rows], y[train_rows]
+    x_valid, y_valid = x[valid_rows], y[valid_rows]
+
+    net = unroll(dbn, n_classes, generator, config.input_dropout, config.hidden_dropout)
+    optimizer = torch.optim.SGD(
+        net.parameters(),
+        lr=config.learning_rate,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+    best_accuracy, best_state, best_epoch = -1.0, None, 0
+    history = []
+    n_batches = math.ceil(x_train.shape[0] / config.batch_size)
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        shuffle = torch.randperm(x_train.shape[0], generator=generator, device=x.device)
+        total_loss = 0.0
+        net.train()
+        for i in range(n_batches):
+            check_stop(should_stop)
+            rows = shuffle[i * config.batch_size : (i + 1) * config.batch_size]
+            loss = F.cross_entropy(net(x_train[rows]), y_train[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            total_loss += loss.item() * len(rows)
+            report(
+                progress,
+                Progress("finetune", i + 1, n_batches, epoch, config.epochs),
+            )
+        loss = total_loss / x_train.shape[0]
+        if not math.isfinite(loss):
+            raise InputError(
+                f"fine-tuning diverged at epoch {epoch}: the loss became {loss}; "
+                "lower the learning rate"
+            )
+        valid_accuracy = _accuracy(net, x_valid, y_valid)
+        figures = {
+            "epoch": epoch,
+            "loss": loss,
+            "valid_accuracy": valid_accuracy,
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+        history.append(figures)
+        logger.info("fine-tuning epoch %d: %s", epoch, format_figures(figures))
+        # Ties go to the later epoch, whose training loss is lower.
+        if valid_accuracy >= best_accuracy:
+            best_accuracy, best_epoch = valid_accuracy, epoch
+            best_state = copy.deepcopy(net.state_dict())
+        elif epoch - best_epoch >= config.patience:
+            logger.info("early stop: no gain in %d epochs", config.patience)
+            break
+        elif (epoch - best_epoch) % config.decay_patience == 0:
+            for group in optimizer.param_groups:
+                group["lr"] *= 0.5
+    net.load_state_dict(best_state)
+    for figures in history:
+        figures["best"] = figures["epoch"] == best_epoch
+    return roll_back(dbn, net), history

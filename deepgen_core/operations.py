@@ -1,0 +1,266 @@
+"""The operations behind every command: train, fine-tune, sample, features, probe.
+
+The command line, the job worker and the app all call these functions, so a
+figure is computed the same way wherever it is shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import warnings
+
+import numpy as np
+import torch
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.svm import SVC, LinearSVC
+
+from .data import load_dataset
+from .dbn import DBNModule, train_dbn
+from .device import make_generator, resolve_device
+from .errors import InputError
+from .finetune import FinetuneConfig, finetune_backprop
+from .progress import ProgressCallback, StopCheck
+from .runs import FINETUNED, PRETRAINED, Run, RunConfig, create_run, open_run, to_tensor
+from .training import check_training_data
+from .units import parse_units, select_columns
+
+logger = logging.getLogger(__name__)
+
+CLASSIFIERS = ("linear-svm", "rbf-svm")
+FEATURE_BATCH = 2000
+
+
+def train_run(
+    out: str,
+    config: RunConfig | None = None,
+    resume: bool = False,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> Run:
+    """Pretrain a DBN into the run folder ``out``, or resume it there.
+
+    With ``resume`` the configuration is read from the folder and training
+    continues from its last checkpoint; otherwise ``out`` must be new.
+    """
+    if resume:
+        run = open_run(out)
+        if PRETRAINED in run.stages():
+            raise InputError(f"run {out} has finished pretraining; nothing to resume")
+    else:
+        if config is None:
+            raise InputError("a new run needs a configuration")
+        check_run_config(config)
+        run = create_run(out, config)
+    config = run.config
+    dataset = run.dataset()
+    device = run.device()
+    x = to_tensor(dataset.x_train, device)
+    y = to_tensor(dataset.y_train, device, torch.int64)
+    dbn, history = train_dbn(
+        x,
+        config.dbn,
+        y=y,
+        x_valid=to_tensor(dataset.x_test, device),
+        y_valid=to_tensor(dataset.y_test, device, torch.int64),
+        n_classes=dataset.n_classes,
+        checkpointer=run,
+        progress=progress,
+        should_stop=should_stop,
+    )
+    info = {"dataset": config.dataset, "device": str(device), "epochs": len(history)}
+    run.save_stage(PRETRAINED, dbn, info, history)
+    run.clear_checkpoint()
+    logger.info("pretraining of %s finished", run.path)
+    return run
+
+
+def check_run_config(config: RunConfig) -> None:
+    """Raise :class:`InputError` when ``config`` cannot train on its dataset.
+
+    Runs before the run folder is created, so a bad request leaves no files.
+    """
+    config.dbn.rbm.validate()
+    resolve_device(config.device)
+    dataset = load_dataset(config.dataset)
+    x = torch.as_tensor(dataset.x_train)
+    check_training_data(x, x.shape[1], config.dbn.visible_type, config.dbn.rbm)
+    if config.dbn.labels and dataset.y_train is None:
+        raise InputError(
+            f"dataset {config.dataset} has no labels, so --labels cannot be used"
+        )
+    DBNModule(
+        x.shape[1],
+        config.dbn.layers,
+        config.dbn.visible_type,
+        dataset.n_classes if config.dbn.labels else 0,
+    )
+
+
+def finetune_run(
+    run: Run,
+    config: FinetuneConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> DBNModule:
+    """Fine-tune the pretrained stage by backprop into the ``finetuned`` stage."""
+    dbn = run.load_stage(PRETRAINED)
+    dataset = run.dataset()
+    if dataset.y_train is None:
+        raise InputError(f"dataset {run.config.dataset} has no labels to fine-tune on")
+    device = dbn.device
+    tuned, history = finetune_backprop(
+        dbn,
+        to_tensor(dataset.x_train, device),
+        to_tensor(dataset.y_train, device, torch.int64),
+        dataset.n_classes,
+        config,
+        progress,
+        should_stop,
+    )
+    test_accuracy = class_accuracy(tuned, dataset.x_test, dataset.y_test)
+    info = {
+        "method": "backprop",
+        "from_stage": PRETRAINED,
+        "config": config.to_dict(),
+        "test_accuracy": test_accuracy,
+    }
+    run.save_stage(FINETUNED, tuned, info, history)
+    logger.info("fine-tuned %s: held-out accuracy %.4f", run.path, test_accuracy)
+    return tuned
+
+
+def class_accuracy(dbn: DBNModule, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy of the net's own classifier on ``x`` (n_samples, n_visible)."""
+    correct = 0
+    with torch.no_grad():
+        for start in range(0, len(x), FEATURE_BATCH):
+            xb = to_tensor(x[start : start + FEATURE_BATCH], dbn.device)
+            predicted = dbn.class_log_probs(xb).argmax(1).cpu().numpy()
+            correct += int((predicted == y[start : start + FEATURE_BATCH]).sum())
+    return correct / len(x)
+
+
+def layer_activations(dbn: DBNModule, x: np.ndarray) -> list[np.ndarray]:
+    """Every layer's activity for ``x``: the input, then each hidden layer.
+
+    Returns float32 arrays of shapes (n_samples, size of layer i).
+    """
+    chunks: list[list[np.ndarray]] = [[] for _ in range(dbn.n_layers + 1)]
+    with torch.no_grad():
+        for start in range(0, len(x), FEATURE_BATCH):
+            xb = to_tensor(x[start : start + FEATURE_BATCH], dbn.device)
+            for layer, values in enumerate(dbn.activations(xb)):
+                chunks[layer].append(values.cpu().numpy())
+    return [np.concatenate(parts) for parts in chunks]
+
+
+def layer_sizes(dbn: DBNModule) -> list[int]:
+    """Sizes of layers 0 (input) to L, the sizes a unit SPEC refers to."""
+    return [dbn.n_visible, *dbn.layer_sizes]
+
+
+def features(dbn: DBNModule, x: np.ndarray, spec: str) -> np.ndarray:
+    """Activations of the units in ``spec`` for ``x``, shape (n_samples, n_units)."""
+    selection = parse_units(spec, layer_sizes(dbn))
+    return select_columns(layer_activations(dbn, x), selection)
+
+
+def make_classifier(name: str, c: float = 1.0, seed: int = 0):
+    """Create the scikit-learn classifier called ``name``."""
+    if not c > 0:
+        raise InputError(f"C must be a positive number, got {c}")
+    if name == "linear-svm":
+        return LinearSVC(C=c, dual="auto", max_iter=5000, random_state=seed)
+    if name == "rbf-svm":
+        return SVC(C=c, kernel="rbf", gamma="scale", random_state=seed)
+    raise InputError(
+        f"unknown classifier {name!r}; valid choices are {', '.join(CLASSIFIERS)}"
+    )
+
+
+def probe_features(
+    train: np.ndarray,
+    y_train: np.ndarray,
+    test: np.ndarray,
+    y_test: np.ndarray,
+    classifier: str = "linear-svm",
+    c: float = 1.0,
+) -> dict:
+    """Train ``classifier`` on ``train`` and score it on ``test``."""
+    if train.shape[1] == 0:
+        raise InputError("the unit selection is empty; choose at least one unit")
+    if len(np.unique(y_train)) < 2:
+        raise InputError(
+            "the training labels hold a single class, so no classifier can be "
+            "trained; use data with at least two classes"
+        )
+    model = make_classifier(classifier, c)
+    started = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(train, y_train)
+    fit_seconds = time.perf_counter() - started
+    predicted = model.predict(test)
+    return {
+        "accuracy": float((predicted == y_test).mean()),
+        "n_units": int(train.shape[1]),
+        "n_train": len(train),
+        "n_test": len(test),
+        "classifier": classifier,
+        "C": c,
+        "fit_seconds": round(fit_seconds, 3),
+    }
+
+
+def probe_run(
+    run: Run,
+    stage: str,
+    spec: str,
+    classifier: str = "linear-svm",
+    c: float = 1.0,
+) -> dict:
+    """Train ``classifier`` on the units in ``spec`` and score the held-out split."""
+    dbn = run.load_stage(stage)
+    dataset = run.dataset()
+    if dataset.y_train is None or dataset.y_test is None:
+        raise InputError(f"dataset {run.config.dataset} has no labels to probe with")
+    selection = parse_units(spec, layer_sizes(dbn))
+    train = select_columns(layer_activations(dbn, dataset.x_train), selection)
+    test = select_columns(layer_activations(dbn, dataset.x_test), selection)
+    result = probe_features(train, dataset.y_train, test, dataset.y_test, classifier, c)
+    result.update(spec=selection.spec(), stage=stage, run=str(run.path))
+    return result
+
+
+def sample_run(
+    run: Run,
+    stage: str,
+    n: int = 64,
+    label: int | None = None,
+    steps: int = 500,
+    seed: int = 0,
+    chain_every: int = 0,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Generate ``n`` inputs from a stage; see :meth:`DBNModule.generate`."""
+    if n < 1:
+        raise InputError(f"the number of samples must be at least 1, got {n}")
+    dbn = run.load_stage(stage)
+    generator = make_generator(seed, dbn.device)
+    samples, chain = dbn.generate(n, label, steps, generator, chain_every)
+    return samples.cpu().numpy(), [c.cpu().numpy() for c in chain]
+
+
+__all__ = [
+    "CLASSIFIERS",
+    "FINETUNED",
+    "PRETRAINED",
+    "class_accuracy",
+    "features",
+    "finetune_run",
+    "layer_activations",
+    "probe_features",
+    "probe_run",
+    "sample_run",
+    "train_run",
+]

@@ -1,0 +1,276 @@
+"""Run folders: a trained DBN's configuration, figures, checkpoints and stages.
+
+A run folder holds::
+
+    config.json            dataset, device, architecture and hyperparameters
+    metrics.jsonl          one line per layer and epoch of pretraining
+    checkpoint/            the training state after the last finished epoch
+        state.json         layer, epoch, history and the tensor file's name
+        state-*.safetensors
+    stages/NAME/           one trained stage: "pretrained", "finetuned", ...
+        model.safetensors  the weights
+        model.json         the architecture and how the stage was made
+        metrics.jsonl      per-epoch figures of the step that made the stage
+
+The checkpoint is written as a new tensor file followed by an atomic rename
+of ``state.json``, so a crash at any moment leaves a complete checkpoint.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import logging
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import (
+    atomic_write_bytes,
+    atomic_write_json,
+    load_tensors,
+    read_json,
+    save_tensors,
+)
+from .data import Dataset, load_dataset
+from .dbn import DBNConfig, DBNModule, TrainingState
+from .device import resolve_device
+from .errors import InputError
+
+logger = logging.getLogger(__name__)
+
+PRETRAINED = "pretrained"
+FINETUNED = "finetuned"
+STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+
+
+@dataclass
+class RunConfig:
+    """Everything needed to train a run again from nothing."""
+
+    dataset: str
+    dbn: DBNConfig
+    device: str = "auto"
+
+    def to_dict(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "device": self.device,
+            "dbn": self.dbn.to_dict(),
+        }
+
+    @classmethod
+    def from_dict(cls, values: dict) -> RunConfig:
+        try:
+            return cls(
+                dataset=values["dataset"],
+                device=values.get("device", "auto"),
+                dbn=DBNConfig.from_dict(values["dbn"]),
+            )
+        except (KeyError, TypeError) as error:
+            raise InputError(
+                f"run configuration is missing or has a wrong field ({error}); "
+                "the run's config.json was damaged"
+            ) from None
+
+
+def write_jsonl(path: Path, records: list[dict]) -> None:
+    """Write ``records`` as JSON lines, atomically."""
+    text = "".join(json.dumps(r, sort_keys=True) + "\n" for r in records)
+    atomic_write_bytes(path, text.encode())
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+class Run:
+    """A run folder on disk. Use :func:`create_run` or :func:`open_run`."""
+
+    def __init__(self, path: Path, config: RunConfig) -> None:
+        self.path = path
+        self.config = config
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        return self.path / "checkpoint"
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.path / "stages" / stage
+
+    def stages(self) -> list[str]:
+        """Names of the finished stages, pretrained first."""
+        root = self.path / "stages"
+        names = (
+            sorted(p.name for p in root.glob("*") if (p / "model.safetensors").exists())
+            if root.exists()
+            else []
+        )
+        return sorted(names, key=lambda name: (name != PRETRAINED, name))
+
+    def metrics(self) -> list[dict]:
+        return read_jsonl(self.path / "metrics.jsonl")
+
+    def dataset(self) -> Dataset:
+        return load_dataset(self.config.dataset)
+
+    def device(self) -> torch.device:
+        return resolve_device(self.config.device)
+
+    # Stages ---------------------------------------------------------------
+
+    def save_stage(
+        self, stage: str, dbn: DBNModule, info: dict, history: list[dict]
+    ) -> Path:
+        """Write a stage's weights, description and figures."""
+        if not STAGE_NAME.match(stage):
+            raise InputError(
+                f"stage name {stage!r} is invalid; use lowercase letters, digits "
+                "and hyphens, starting with a letter"
+            )
+        folder = self.stage_dir(stage)
+        folder.mkdir(parents=True, exist_ok=True)
+        write_jsonl(folder / "metrics.jsonl", history)
+        description = {
+            "stage": stage,
+            "model": dbn.config(),
+            "info": info,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "deepgen_version": __version__,
+        }
+        atomic_write_json(folder / "model.json", description)
+        # The weights go last: a stage counts as finished once they exist.
+        save_tensors(folder / "model.safetensors", dbn.state_dict())
+        return folder
+
+    def load_stage(self, stage: str, device: torch.device | None = None) -> DBNModule:
+        """Load a stage's net onto ``device`` (default: the run's device)."""
+        stages = self.stages()
+        if stage not in stages:
+            available = ", ".join(stages) if stages else "none yet: train it first"
+            hint = ""
+            if stage == FINETUNED and PRETRAINED in stages:
+                hint = f"; run `deepgen finetune {self.path}` to make it"
+            raise InputError(
+                f"run {self.path} has no stage {stage!r} (stages: {available}){hint}"
+            )
+        device = self.device() if device is None else device
+        folder = self.stage_dir(stage)
+        description = read_json(folder / "model.json")
+        dbn = DBNModule.from_config(description["model"]).to(device)
+        tensors = load_tensors(folder / "model.safetensors", device)
+        try:
+            dbn.load_state_dict(tensors)
+        except RuntimeError as error:
+            raise InputError(
+                f"weights in {folder} do not match its model.json ({error}); the "
+                "stage was damaged, train or fine-tune it again"
+            ) from None
+        dbn.eval()
+        return dbn
+
+    def stage_info(self, stage: str) -> dict:
+        return read_json(self.stage_dir(stage) / "model.json")
+
+    # Checkpoints -------------------------------------------------------------
+
+    def load(self, device: torch.device) -> TrainingState | None:
+        """Return the saved training state, or None before the first epoch."""
+        state_file = self.checkpoint_dir / "state.json"
+        if not state_file.exists():
+            return None
+        state = read_json(state_file)
+        tensors = load_tensors(self.checkpoint_dir / state["tensors"], device)
+        if state.get("device_type") not in (None, device.type):
+            logger.warning(
+                "checkpoint was written on %s and resumes on %s: the random "
+                "stream differs, so the weights will not match an uninterrupted run",
+                state["device_type"],
+                device.type,
+            )
+        return TrainingState(state["layer"], state["epoch"], tensors, state["history"])
+
+    def save(self, state: TrainingState) -> None:
+        """Store ``state`` as the latest checkpoint and rewrite metrics.jsonl."""
+        self.checkpoint_dir.mkdir(exist_ok=True)
+        name = f"state-layer{state.layer + 1}-epoch{state.epoch}.safetensors"
+        save_tensors(self.checkpoint_dir / name, state.tensors)
+        device_type = state.tensors["generator_state"].device.type
+        for tensor in state.tensors.values():
+            if tensor.device.type != "cpu":
+                device_type = tensor.device.type
+                break
+        atomic_write_json(
+            self.checkpoint_dir / "state.json",
+            {
+                "layer": state.layer,
+                "epoch": state.epoch,
+                "tensors": name,
+                "history": state.history,
+                "device_type": device_type,
+            },
+        )
+        for old in self.checkpoint_dir.glob("state-*.safetensors"):
+            if old.name != name:
+                old.unlink(missing_ok=True)
+        write_jsonl(self.path / "metrics.jsonl", state.history)
+
+    def clear_checkpoint(self) -> None:
+        for file in self.checkpoint_dir.glob("*"):
+            file.unlink()
+        if self.checkpoint_dir.exists():
+            self.checkpoint_dir.rmdir()
+
+
+def create_run(path: str | os.PathLike, config: RunConfig) -> Run:
+    """Create a new run folder; refuse one that already holds files."""
+    path = Path(path)
+    if path.exists() and (not path.is_dir() or any(path.iterdir())):
+        raise InputError(
+            f"run folder {path} already exists and is not empty; choose another "
+            f"--out, delete it, or continue it with `deepgen train --resume --out {path}`"
+        )
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InputError(f"cannot create run folder {path}: {error.strerror}") from None
+    config_dict = config.to_dict()
+    config_dict["deepgen_version"] = __version__
+    atomic_write_json(path / "config.json", config_dict)
+    return Run(path, config)
+
+
+def open_run(path: str | os.PathLike) -> Run:
+    """Open an existing run folder, raising :class:`InputError` when missing."""
+    path = Path(path)
+    if not path.is_dir():
+        raise InputError(
+            f"run folder {path} does not exist; pass the folder given to "
+            "`deepgen train --out`"
+        )
+    if not (path / "config.json").exists():
+        raise InputError(
+            f"{path} is not a run folder (it has no config.json); pass the folder "
+            "given to `deepgen train --out`"
+        )
+    return Run(path, RunConfig.from_dict(read_json(path / "config.json")))
+
+
+def to_tensor(array: np.ndarray | None, device: torch.device, dtype=torch.float32):
+    """Move a numpy array to ``device`` (labels as int64); None stays None."""
+    if array is None:
+        return None
+    if dtype is torch.int64:
+        return torch.as_tensor(np.asarray(array, dtype=np.int64), device=device)
+    return torch.as_tensor(np.asarray(array, dtype=np.float32), device=device)
