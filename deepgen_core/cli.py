@@ -28,6 +28,7 @@ from .finetune import FinetuneConfig
 from .images import image_grid, save_png
 from .operations import (
     CLASSIFIERS,
+    DEFAULT_C,
     features,
     finetune_run,
     layer_sizes,
@@ -361,9 +362,9 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument(
                 "--C",
                 type=float,
-                default=1.0,
+                default=DEFAULT_C,
                 dest="c",
-                help="SVM regularisation C (default: 1.0)",
+                help="SVM regularisation C (default: 0.1)",
             )
             p.add_argument("--json", action="store_true", help="print one JSON object")
 

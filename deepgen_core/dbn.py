@@ -29,7 +29,7 @@ from torch import nn
 
 from .device import make_generator
 from .errors import InputError
-from .progress import ProgressCallback, StopCheck
+from .progress import ProgressCallback, StopCheck, format_figures
 from .rbm import RBMModule
 from .training import (
     CDTrainer,
@@ -170,7 +170,7 @@ class DBNModule(nn.Module):
         return activations
 
     def activations(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """Every layer's activity for ``x``: the input itself, then each hidden layer."""
+        """Return every layer's activity for ``x``: the input, then each hidden layer."""
         return [x, *self.up(x)]
 
     def class_log_probs(self, x: torch.Tensor) -> torch.Tensor:
@@ -300,7 +300,7 @@ class DBNConfig:
 
 @dataclass
 class TrainingState:
-    """Where greedy training stands after an epoch: enough to resume exactly."""
+    """The state of greedy training after an epoch, enough to resume exactly."""
 
     layer: int
     """Index of the RBM trained last (0-based)."""
@@ -316,14 +316,6 @@ class Checkpointer(Protocol):
     def load(self, device: torch.device) -> TrainingState | None: ...
 
     def save(self, state: TrainingState) -> None: ...
-
-
-def format_figures(figures: dict) -> str:
-    """Write figures as ``name=value`` pairs with 4 significant digits."""
-    return " ".join(
-        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
-        for name, value in figures.items()
-    )
 
 
 def _state_tensors(

@@ -2,9 +2,11 @@
 
 The recognition weights are unrolled into a feed-forward net of sigmoid
 layers with a softmax output on the top hidden layer, trained on the labels
-with SGD, momentum and dropout. A random part of the training data is held back for
-validation, and training stops early once the validation accuracy has not
-improved for ``patience`` epochs; the best epoch's weights are kept.
+with SGD, momentum and dropout. A random part of the training data is held
+back for validation, and training stops early once the validation accuracy
+has not improved for ``patience`` epochs. The net is then trained again on
+all training rows for the best number of epochs, so that the labels of the
+validation rows are not wasted.
 
 The result is a new :class:`DBNModule`: its RBMs carry the fine-tuned weights
 and hidden biases (so that the fine-tuned stage can also generate, with the
@@ -25,10 +27,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .dbn import DBNModule, format_figures
+from .dbn import DBNModule
 from .device import make_generator
 from .errors import InputError
-from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
+from .progress import (
+    Progress,
+    ProgressCallback,
+    StopCheck,
+    check_stop,
+    format_figures,
+    report,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +60,8 @@ class FinetuneConfig:
     decay_patience: int = 5
     """Epochs without a gain after which the learning rate is halved."""
     epochs: int = 100
+    refit: bool = True
+    """Train again on all rows for the best number of epochs."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -170,6 +181,49 @@ def _accuracy(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / max(1, x.shape[0])
 
 
+def _make_optimizer(net: nn.Sequential, config: FinetuneConfig) -> torch.optim.SGD:
+    return torch.optim.SGD(
+        net.parameters(),
+        lr=config.learning_rate,
+        momentum=config.momentum,
+        weight_decay=config.weight_decay,
+    )
+
+
+def _train_epoch(
+    net: nn.Sequential,
+    optimizer: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    config: FinetuneConfig,
+    generator: torch.Generator,
+    progress: Progress,
+    callback: ProgressCallback | None,
+    should_stop: StopCheck | None,
+) -> float:
+    """Run one epoch of minibatch SGD and return the mean training loss."""
+    shuffle = torch.randperm(x.shape[0], generator=generator, device=x.device)
+    total_loss = 0.0
+    net.train()
+    for i in range(progress.total):
+        check_stop(should_stop)
+        rows = shuffle[i * config.batch_size : (i + 1) * config.batch_size]
+        loss = F.cross_entropy(net(x[rows]), y[rows])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        total_loss += loss.item() * len(rows)
+        progress.step = i + 1
+        report(callback, progress)
+    loss = total_loss / x.shape[0]
+    if not math.isfinite(loss):
+        raise InputError(
+            f"fine-tuning diverged at epoch {progress.epoch}: the loss became "
+            f"{loss}; lower the learning rate"
+        )
+    return loss
+
+
 def finetune_backprop(
     dbn: DBNModule,
     x: torch.Tensor,
@@ -180,6 +234,12 @@ def finetune_backprop(
     should_stop: StopCheck | None = None,
 ) -> tuple[DBNModule, list[dict]]:
     """Fine-tune a copy of ``dbn`` on ``x`` (n_samples, n_visible) and labels ``y``.
+
+    The first phase trains on all but the validation rows and finds the best
+    epoch by validation accuracy, halving the learning rate after every
+    ``decay_patience`` epochs without a gain. With ``refit``, a second phase
+    starts again from the pretrained weights and trains on every row for
+    that many epochs with the same learning rates.
 
     Returns the fine-tuned net and one dict of figures per epoch.
     """
@@ -194,42 +254,31 @@ def finetune_backprop(
     x_valid, y_valid = x[valid_rows], y[valid_rows]
 
     net = unroll(dbn, n_classes, generator, config.input_dropout, config.hidden_dropout)
-    optimizer = torch.optim.SGD(
-        net.parameters(),
-        lr=config.learning_rate,
-        momentum=config.momentum,
-        weight_decay=config.weight_decay,
-    )
+    optimizer = _make_optimizer(net, config)
     best_accuracy, best_state, best_epoch = -1.0, None, 0
-    history = []
+    history, rates = [], []
     n_batches = math.ceil(x_train.shape[0] / config.batch_size)
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        shuffle = torch.randperm(x_train.shape[0], generator=generator, device=x.device)
-        total_loss = 0.0
-        net.train()
-        for i in range(n_batches):
-            check_stop(should_stop)
-            rows = shuffle[i * config.batch_size : (i + 1) * config.batch_size]
-            loss = F.cross_entropy(net(x_train[rows]), y_train[rows])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            total_loss += loss.item() * len(rows)
-            report(
-                progress,
-                Progress("finetune", i + 1, n_batches, epoch, config.epochs),
-            )
-        loss = total_loss / x_train.shape[0]
-        if not math.isfinite(loss):
-            raise InputError(
-                f"fine-tuning diverged at epoch {epoch}: the loss became {loss}; "
-                "lower the learning rate"
-            )
+        rates.append(optimizer.param_groups[0]["lr"])
+        state = Progress("finetune", 0, n_batches, epoch, config.epochs)
+        loss = _train_epoch(
+            net,
+            optimizer,
+            x_train,
+            y_train,
+            config,
+            generator,
+            state,
+            progress,
+            should_stop,
+        )
         valid_accuracy = _accuracy(net, x_valid, y_valid)
         figures = {
+            "phase": "select",
             "epoch": epoch,
             "loss": loss,
+            "learning_rate": rates[-1],
             "valid_accuracy": valid_accuracy,
             "seconds": round(time.perf_counter() - started, 4),
         }
@@ -245,7 +294,32 @@ def finetune_backprop(
         elif (epoch - best_epoch) % config.decay_patience == 0:
             for group in optimizer.param_groups:
                 group["lr"] *= 0.5
-    net.load_state_dict(best_state)
     for figures in history:
         figures["best"] = figures["epoch"] == best_epoch
+    if not config.refit:
+        net.load_state_dict(best_state)
+        return roll_back(dbn, net), history
+
+    net = unroll(dbn, n_classes, generator, config.input_dropout, config.hidden_dropout)
+    optimizer = _make_optimizer(net, config)
+    n_batches = math.ceil(x.shape[0] / config.batch_size)
+    for epoch in range(1, best_epoch + 1):
+        started = time.perf_counter()
+        for group in optimizer.param_groups:
+            group["lr"] = rates[epoch - 1]
+        state = Progress(
+            "finetune", 0, n_batches, epoch, best_epoch, message="refit on all rows"
+        )
+        loss = _train_epoch(
+            net, optimizer, x, y, config, generator, state, progress, should_stop
+        )
+        figures = {
+            "phase": "refit",
+            "epoch": epoch,
+            "loss": loss,
+            "learning_rate": rates[epoch - 1],
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+        history.append(figures)
+        logger.info("fine-tuning refit epoch %d: %s", epoch, format_figures(figures))
     return roll_back(dbn, net), history

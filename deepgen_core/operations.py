@@ -9,13 +9,14 @@ from __future__ import annotations
 import logging
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import SVC, LinearSVC
 
-from .data import load_dataset
+from .data import USER_FILE_SUFFIXES, load_dataset
 from .dbn import DBNModule, train_dbn
 from .device import make_generator, resolve_device
 from .errors import InputError
@@ -29,6 +30,9 @@ logger = logging.getLogger(__name__)
 
 CLASSIFIERS = ("linear-svm", "rbf-svm")
 FEATURE_BATCH = 2000
+DEFAULT_C = 0.1
+"""SVM regularisation: hidden probabilities in [0, 1] over hundreds of units
+fit better with more regularisation than scikit-learn's default C = 1."""
 
 
 def train_run(
@@ -51,6 +55,9 @@ def train_run(
         if config is None:
             raise InputError("a new run needs a configuration")
         check_run_config(config)
+        if Path(config.dataset).suffix.lower() in USER_FILE_SUFFIXES:
+            # A resumed run may start in another folder.
+            config.dataset = str(Path(config.dataset).expanduser().resolve())
         run = create_run(out, config)
     config = run.config
     dataset = run.dataset()
@@ -166,7 +173,7 @@ def features(dbn: DBNModule, x: np.ndarray, spec: str) -> np.ndarray:
     return select_columns(layer_activations(dbn, x), selection)
 
 
-def make_classifier(name: str, c: float = 1.0, seed: int = 0):
+def make_classifier(name: str, c: float = DEFAULT_C, seed: int = 0):
     """Create the scikit-learn classifier called ``name``."""
     if not c > 0:
         raise InputError(f"C must be a positive number, got {c}")
@@ -185,7 +192,7 @@ def probe_features(
     test: np.ndarray,
     y_test: np.ndarray,
     classifier: str = "linear-svm",
-    c: float = 1.0,
+    c: float = DEFAULT_C,
 ) -> dict:
     """Train ``classifier`` on ``train`` and score it on ``test``."""
     if train.shape[1] == 0:
@@ -218,7 +225,7 @@ def probe_run(
     stage: str,
     spec: str,
     classifier: str = "linear-svm",
-    c: float = 1.0,
+    c: float = DEFAULT_C,
 ) -> dict:
     """Train ``classifier`` on the units in ``spec`` and score the held-out split."""
     dbn = run.load_stage(stage)

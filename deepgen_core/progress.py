@@ -57,3 +57,11 @@ def check_stop(should_stop: StopCheck | None) -> None:
     """Raise :class:`TrainingCancelled` when ``should_stop`` returns true."""
     if should_stop is not None and should_stop():
         raise TrainingCancelled("stopped at a batch boundary on request")
+
+
+def format_figures(figures: dict) -> str:
+    """Write figures as ``name=value`` pairs with 4 significant digits."""
+    return " ".join(
+        f"{name}={value:.4g}" if isinstance(value, float) else f"{name}={value}"
+        for name, value in figures.items()
+    )

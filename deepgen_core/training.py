@@ -34,7 +34,14 @@ from dataclasses import asdict, dataclass, fields
 import torch
 
 from .errors import InputError, TrainingDiverged
-from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
+from .progress import (
+    Progress,
+    ProgressCallback,
+    StopCheck,
+    check_stop,
+    format_figures,
+    report,
+)
 from .rbm import RBMModule
 
 logger = logging.getLogger(__name__)
@@ -48,9 +55,9 @@ class RBMTrainingConfig:
     """Hyperparameters of CD-k / PCD training.
 
     The defaults follow Hinton's practical guide: batches of 100, momentum
-    0.5 for the first 5 epochs and 0.9 after, weight cost 2e-4, and a
-    learning rate of 0.1 (0.01 for Gaussian visible units, which need one
-    that is about ten times smaller).
+    0.5 for the first 5 epochs and 0.9 after, and weight cost 2e-4. The
+    learning rate is 0.1, or 0.01 for Gaussian visible units, which need
+    one about ten times smaller.
     """
 
     epochs: int = 10
@@ -259,7 +266,12 @@ class CDTrainer:
             else:
                 _, v = rbm.sample_visible(h, g)
             h_probs = rbm.hidden_probs(v)
-            if not last:
+            if last:
+                break
+            if h_probs.device.type == "cpu":
+                # The same draws as torch.bernoulli, faster (see step).
+                h = torch.empty_like(h_probs).uniform_(generator=g).lt_(h_probs)
+            else:
                 h = torch.bernoulli(h_probs, generator=g)
         return v, h_probs
 
@@ -271,9 +283,21 @@ class CDTrainer:
         if config.persistent:
             if self.chains is None:
                 self.chains = self._init_chains(v0)
-            h_start = torch.bernoulli(rbm.hidden_probs(self.chains), generator=g)
+            start_probs = rbm.hidden_probs(self.chains)
         else:
-            h_start = torch.bernoulli(h0_probs, generator=g)
+            start_probs = h0_probs
+        if start_probs.device.type == "cpu":
+            # torch.bernoulli on the CPU draws one uniform per element in order
+            # and compares it with p, as uniform_ then lt_ does, so the samples
+            # and the generator state are identical (checked with torch 2.13).
+            # Its per-element loop is about 4x slower than the two kernels,
+            # and as slow as one of the step's matrix products for 784x500.
+            h_start = torch.empty_like(start_probs).uniform_(generator=g)
+            h_start.lt_(start_probs)
+        else:
+            # On CUDA the two use different Philox offsets, so the samples
+            # would differ; keep torch.bernoulli there.
+            h_start = torch.bernoulli(start_probs, generator=g)
         vn, hn_probs = self.negative_phase(h_start)
         if config.persistent:
             self.chains = vn
@@ -352,9 +376,16 @@ class CDTrainer:
         n_batches = data.shape[0] // batch
         if data.shape[0] % batch and not self.config.drop_last:
             n_batches += 1
+        where = f"layer {layer}, epoch {epoch}" if layer else f"epoch {epoch}"
         for i in range(n_batches):
             check_stop(should_stop)
-            self.step(data[order[i * batch : (i + 1) * batch]], epoch)
+            try:
+                self.step(data[order[i * batch : (i + 1) * batch]], epoch)
+            except RuntimeError:
+                # Sampling from NaN probabilities fails inside torch; report
+                # the divergence that caused it.
+                check_finite(self.rbm, {}, where)
+                raise
             report(
                 progress,
                 Progress(
@@ -430,6 +461,6 @@ def train_rbm(
         check_finite(rbm, figures, f"epoch {epoch}")
         figures["epoch"] = epoch
         figures["seconds"] = time.perf_counter() - started
-        logger.info("epoch %d: %s", epoch, figures)
+        logger.info("epoch %d: %s", epoch, format_figures(figures))
         history.append(figures)
     return history

@@ -15,3 +15,22 @@ def shared_data_dir() -> Path:
             "Fashion-MNIST IDX files that these tests read"
         )
     return path
+
+
+@pytest.fixture(scope="session")
+def small_mnist_npz(tmp_path_factory) -> Path:
+    """An NPZ of 1,000 training and 200 held-out mnist-10k images, as uint8."""
+    import numpy as np
+
+    from deepgen_core.data import load_dataset
+
+    dataset = load_dataset("mnist-10k")
+    path = tmp_path_factory.mktemp("data") / "small-mnist.npz"
+    np.savez(
+        path,
+        x_train=(dataset.x_train[:1000] * 255).round().astype(np.uint8),
+        y_train=dataset.y_train[:1000],
+        x_test=(dataset.x_test[:200] * 255).round().astype(np.uint8),
+        y_test=dataset.y_test[:200],
+    )
+    return path

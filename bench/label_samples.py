@@ -1,0 +1,345 @@
+"""Check that label-clamped samples of a DBN are recognised as their label.
+
+The claim measured: ``deepgen sample --label k`` on a DBN with label units,
+trained on mnist-10k, yields digits that a classifier trained on real digits
+assigns to label ``k`` at least 80% of the time.
+
+Run it from the repository root::
+
+    python bench/label_samples.py                  # train a DBN, then score it
+    python bench/label_samples.py --seed 1 --grid samples.png
+    python bench/label_samples.py --run runs/demo  # score an existing run
+
+Steps and what the numbers mean:
+
+1. Train a DBN with 10 softmax label units joined to the top RBM on the
+   8,000 mnist-10k training images (or load the ``pretrained`` stage of
+   ``--run``). Without ``--out`` the run goes to a temporary folder that is
+   deleted at the end.
+2. Train the reference classifier, an RBF-kernel SVC (C=10, gamma="scale"),
+   on the same 8,000 real training images and report its accuracy on the
+   2,000 held-out real images. That accuracy bounds how far the sample
+   scores can be trusted.
+3. For each label k = 0..9, generate ``--n-per-label`` samples as
+   ``deepgen sample --label k --steps STEPS --seed SEED`` does, and report
+   the fraction the classifier assigns to k ("match"), and the class it
+   picks most often among the rest. "overall" is the mean over labels. The
+   result is PASS when the overall fraction is at least 0.80.
+
+Every step's wall time is printed, so a slow run can be told apart from a
+bad one.
+
+Default training settings, as the command line writes them::
+
+    deepgen train --dataset mnist-10k --layers 500,500,2000 --labels \\
+        --epochs 30 --pcd --cd-k 1 --lr 0.05 --seed SEED
+
+and sampling with ``--steps 1000``. Every other setting keeps its
+``deepgen train`` default (batch size 100, momentum 0.5 then 0.9 after epoch
+5, weight decay 2e-4).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+from sklearn.svm import SVC
+
+from deepgen_core.data import Dataset, load_dataset
+from deepgen_core.dbn import DBNConfig
+from deepgen_core.errors import InputError
+from deepgen_core.images import image_grid, save_png
+from deepgen_core.operations import sample_run, train_run
+from deepgen_core.runs import PRETRAINED, Run, RunConfig, open_run
+from deepgen_core.training import RBMTrainingConfig
+
+DATASET = "mnist-10k"
+TARGET = 0.80
+SVC_C = 10.0
+
+logger = logging.getLogger("label_samples")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=(
+            "Score label-clamped DBN samples with a classifier trained on real "
+            "mnist-10k digits."
+        )
+    )
+    parser.add_argument(
+        "--run",
+        help="existing run folder with label units to score (default: train one)",
+    )
+    parser.add_argument(
+        "--out",
+        help="folder to train the DBN into (default: a temporary folder, deleted)",
+    )
+    parser.add_argument(
+        "--n-per-label",
+        type=int,
+        default=100,
+        help="samples generated for each label (default: 100)",
+    )
+    parser.add_argument(
+        "--steps",
+        type=int,
+        default=1000,
+        help="Gibbs steps in the top RBM per sample (default: 1000)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed of DBN training and of the sampling chains (default: 0)",
+    )
+    parser.add_argument(
+        "--grid",
+        help="write a PNG of the samples to this path, one row per label",
+    )
+    parser.add_argument(
+        "--grid-columns",
+        type=int,
+        default=10,
+        help="samples shown per label in the --grid picture (default: 10)",
+    )
+    parser.add_argument(
+        "--json", action="store_true", help="print one JSON object instead of a table"
+    )
+    training = parser.add_argument_group(
+        "training settings (used only when no --run is given)"
+    )
+    training.add_argument(
+        "--layers",
+        default="500,500,2000",
+        help="hidden layer sizes from the bottom up (default: 500,500,2000)",
+    )
+    training.add_argument(
+        "--epochs", type=int, default=30, help="epochs per layer (default: 30)"
+    )
+    training.add_argument(
+        "--cd-k", type=int, default=1, help="Gibbs steps of CD-k (default: 1)"
+    )
+    training.add_argument(
+        "--pcd",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="persistent CD (default: on; --no-pcd trains with plain CD-k)",
+    )
+    training.add_argument(
+        "--lr", type=float, default=0.05, help="learning rate (default: 0.05)"
+    )
+    args = parser.parse_args(argv)
+    if args.n_per_label < 1:
+        parser.error(f"--n-per-label must be at least 1, got {args.n_per_label}")
+    if args.grid_columns < 1:
+        parser.error(f"--grid-columns must be at least 1, got {args.grid_columns}")
+    if args.run and args.out:
+        parser.error(
+            "--run scores an existing run and --out trains a new one; pass one"
+        )
+    return args
+
+
+def parse_layers(text: str) -> list[int]:
+    try:
+        return [int(size) for size in text.split(",")]
+    except ValueError:
+        raise InputError(
+            f"--layers must be comma-separated integers such as 500,500,2000, "
+            f"got {text!r}"
+        ) from None
+
+
+def training_config(args: argparse.Namespace) -> RunConfig:
+    """The run configuration that the training flags describe."""
+    rbm = RBMTrainingConfig(
+        epochs=args.epochs,
+        learning_rate=args.lr,
+        cd_k=args.cd_k,
+        persistent=args.pcd,
+    )
+    dbn = DBNConfig(
+        layers=parse_layers(args.layers), labels=True, seed=args.seed, rbm=rbm
+    )
+    return RunConfig(dataset=DATASET, dbn=dbn, device="cpu")
+
+
+def train_reference(dataset: Dataset) -> tuple[SVC, float]:
+    """Fit the SVC on the real training images; return it and held-out accuracy."""
+    classifier = SVC(C=SVC_C, kernel="rbf", gamma="scale")
+    classifier.fit(dataset.x_train, dataset.y_train)
+    accuracy = float((classifier.predict(dataset.x_test) == dataset.y_test).mean())
+    return classifier, accuracy
+
+
+def generate_per_label(
+    run: Run, n_classes: int, n_per_label: int, steps: int, seed: int
+) -> np.ndarray:
+    """Samples for every label, shape (n_classes, n_per_label, n_visible)."""
+    per_label = []
+    for label in range(n_classes):
+        samples, _ = sample_run(run, PRETRAINED, n_per_label, label, steps, seed)
+        per_label.append(samples)
+    return np.stack(per_label)
+
+
+def score_labels(classifier: SVC, samples: np.ndarray) -> list[dict]:
+    """The classifier's verdict on each label's samples.
+
+    ``samples`` has shape (n_classes, n_per_label, n_visible). Each entry
+    gives the fraction assigned to its own label and the most frequent
+    other class with its fraction.
+    """
+    n_classes, n_per_label, n_visible = samples.shape
+    predicted = classifier.predict(samples.reshape(-1, n_visible))
+    predicted = predicted.reshape(n_classes, n_per_label)
+    scores = []
+    for label, row in enumerate(predicted):
+        others = Counter(int(p) for p in row if p != label).most_common(1)
+        other, other_count = others[0] if others else (None, 0)
+        scores.append(
+            {
+                "label": label,
+                "match": float((row == label).mean()),
+                "top_other": other,
+                "top_other_fraction": other_count / n_per_label,
+            }
+        )
+    return scores
+
+
+def save_grid(path: str, samples: np.ndarray, shape: tuple[int, int], columns: int):
+    """Write the first ``columns`` samples of every label as one row each."""
+    shown = samples[:, :columns]  # (n_classes, columns, n_visible)
+    picture = image_grid(shown.reshape(-1, shown.shape[2]), shape, shown.shape[1])
+    save_png(path, picture)
+
+
+def timed(seconds: dict, name: str, function, *args):
+    started = time.perf_counter()
+    result = function(*args)
+    seconds[name] = round(time.perf_counter() - started, 1)
+    return result
+
+
+def benchmark(args: argparse.Namespace, run_folder: str) -> dict:
+    """Train or load the DBN, fit the classifier, sample, and score."""
+    seconds: dict[str, float] = {}
+    if args.run:
+        run = open_run(args.run)
+        seconds["train_dbn"] = 0.0
+    else:
+        run = timed(seconds, "train_dbn", train_run, run_folder, training_config(args))
+    model = run.stage_info(PRETRAINED)["model"]
+    if not model["n_labels"]:
+        raise InputError(
+            f"run {run.path} has no label units; train it with `deepgen train --labels`"
+        )
+    dataset = load_dataset(DATASET)
+    if run.config.dataset != DATASET:
+        logger.warning(
+            "run %s was trained on %s, but the reference classifier learns %s",
+            run.path,
+            run.config.dataset,
+            DATASET,
+        )
+    classifier, accuracy = timed(seconds, "train_classifier", train_reference, dataset)
+    samples = timed(
+        seconds,
+        "sample",
+        generate_per_label,
+        run,
+        model["n_labels"],
+        args.n_per_label,
+        args.steps,
+        args.seed,
+    )
+    scores = timed(seconds, "score", score_labels, classifier, samples)
+    if args.grid:
+        save_grid(args.grid, samples, dataset.image_shape, args.grid_columns)
+
+    overall = float(np.mean([entry["match"] for entry in scores]))
+    return {
+        "run": str(run.path) if args.run or args.out else None,
+        "training": run.config.to_dict(),
+        "classifier": f"SVC(kernel='rbf', C={SVC_C:g}, gamma='scale')",
+        "classifier_heldout_accuracy": accuracy,
+        "n_per_label": args.n_per_label,
+        "steps": args.steps,
+        "seed": args.seed,
+        "per_label": scores,
+        "overall": overall,
+        "target": TARGET,
+        "passed": overall >= TARGET,
+        "seconds": seconds,
+    }
+
+
+def describe_training(config: dict) -> str:
+    dbn, rbm = config["dbn"], config["dbn"]["rbm"]
+    method = f"PCD-{rbm['cd_k']}" if rbm["persistent"] else f"CD-{rbm['cd_k']}"
+    layers = ",".join(str(size) for size in dbn["layers"])
+    return (
+        f"layers {layers} + labels, {method}, {rbm['epochs']} epochs per layer, "
+        f"lr {rbm['learning_rate']}, batch {rbm['batch_size']}, seed {dbn['seed']}"
+    )
+
+
+def print_report(result: dict) -> None:
+    print(f"DBN: {describe_training(result['training'])}")
+    print(
+        f"reference classifier: {result['classifier']}, held-out accuracy "
+        f"{result['classifier_heldout_accuracy']:.4f} on 2,000 real images"
+    )
+    print(
+        f"samples: {result['n_per_label']} per label, {result['steps']} Gibbs "
+        f"steps, seed {result['seed']}"
+    )
+    print("label  match  most frequent other")
+    for entry in result["per_label"]:
+        other = "-"
+        if entry["top_other"] is not None:
+            other = f"{entry['top_other']} ({entry['top_other_fraction']:.2f})"
+        print(f"{entry['label']:>5}  {entry['match']:.2f}   {other}")
+    verdict = "PASS" if result["passed"] else "MISS"
+    print(
+        f"overall {result['overall']:.3f} (target >= {result['target']:.2f}): {verdict}"
+    )
+    times = ", ".join(
+        f"{name} {value:.1f}s" for name, value in result["seconds"].items()
+    )
+    print(f"wall time: {times}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.out or args.run:
+            result = benchmark(args, args.out)
+        else:
+            with tempfile.TemporaryDirectory(prefix="label-samples-") as folder:
+                result = benchmark(args, str(Path(folder) / "run"))
+    except InputError as error:
+        print(f"label_samples: error: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result, sort_keys=True))
+    else:
+        print_report(result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

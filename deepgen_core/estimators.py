@@ -1,0 +1,284 @@
+"""scikit-learn estimators around the torch models.
+
+:class:`RBM` and :class:`DBN` follow the estimator API (``fit``,
+``transform``, ``get_params``, ``set_params``), so they fit in a
+``Pipeline``, for example DBN features into an ``SVC``. The fitted torch
+modules stay reachable as ``module_``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.utils.validation import check_is_fitted
+
+from .dbn import DBNConfig, DBNModule, train_dbn
+from .device import make_generator, resolve_device
+from .errors import InputError
+from .rbm import RBMModule
+from .training import RBMTrainingConfig, train_rbm
+from .units import parse_units, select_columns
+
+
+def _as_tensor(x, device: torch.device) -> torch.Tensor:
+    array = np.asarray(x, dtype=np.float32)
+    if array.ndim != 2:
+        raise InputError(
+            f"expected a 2-D array of shape (n_samples, n_features), got shape "
+            f"{array.shape}; flatten images to one row each"
+        )
+    return torch.as_tensor(array, device=device)
+
+
+def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    return (np.asarray(x, dtype=np.float32) - mean) / scale
+
+
+class _TrainingParams:
+    """Turns the estimator's training parameters into an RBMTrainingConfig."""
+
+    def _training_config(self) -> RBMTrainingConfig:
+        return RBMTrainingConfig(
+            epochs=self.n_iter,
+            learning_rate=self.learning_rate,
+            batch_size=self.batch_size,
+            cd_k=self.cd_k,
+            persistent=self.persistent,
+            weight_decay=self.weight_decay,
+            sparsity_target=self.sparsity_target,
+            drop_last=True,
+        )
+
+    def _fit_scaling(self, x) -> np.ndarray:
+        """Standardise Gaussian input, keeping the scaling in ``mean_``/``scale_``."""
+        x = np.asarray(x, dtype=np.float32)
+        if self.visible_type != "gaussian":
+            self.mean_ = self.scale_ = None
+            return x
+        self.mean_ = x.mean(0)
+        self.scale_ = np.where(x.std(0) > 0, x.std(0), 1).astype(np.float32)
+        return _standardize(x, self.mean_, self.scale_)
+
+    def _scaled(self, x) -> np.ndarray:
+        if self.mean_ is None:
+            return np.asarray(x, dtype=np.float32)
+        return _standardize(x, self.mean_, self.scale_)
+
+
+class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
+    """Restricted Boltzmann machine trained by CD-k or PCD.
+
+    Parameters
+    ----------
+    n_components : int
+        Number of hidden units.
+    visible_type : {"bernoulli", "gaussian"}
+        Bernoulli input must lie in [0, 1]; Gaussian input is standardised
+        (zero mean, unit variance per feature) inside ``fit``.
+    learning_rate : float or None
+        None picks 0.1 for Bernoulli and 0.01 for Gaussian input.
+    learn_sigma : bool
+        Learn the standard deviation of each Gaussian input unit.
+    batch_size, n_iter, cd_k, persistent, weight_decay, sparsity_target
+        As in :class:`deepgen_core.training.RBMTrainingConfig`; ``n_iter`` is
+        the number of epochs. Rows beyond the last whole batch of each
+        shuffled epoch are skipped.
+    device : {"auto", "cpu", "cuda"}
+    random_state : int
+
+    Attributes
+    ----------
+    module_ : RBMModule
+    components_ : array of shape (n_components, n_features)
+        The weights, as in scikit-learn's ``BernoulliRBM``.
+    history_ : list of dict
+        Figures of each epoch.
+    """
+
+    def __init__(
+        self,
+        n_components: int = 256,
+        visible_type: str = "bernoulli",
+        learning_rate: float | None = None,
+        batch_size: int = 100,
+        n_iter: int = 10,
+        cd_k: int = 1,
+        persistent: bool = False,
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        learn_sigma: bool = False,
+        device: str = "auto",
+        random_state: int = 0,
+    ) -> None:
+        self.n_components = n_components
+        self.learn_sigma = learn_sigma
+        self.visible_type = visible_type
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.n_iter = n_iter
+        self.cd_k = cd_k
+        self.persistent = persistent
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.device = device
+        self.random_state = random_state
+
+    def fit(self, X, y=None) -> RBM:
+        """Train on ``X`` of shape (n_samples, n_features)."""
+        device = resolve_device(self.device)
+        x = _as_tensor(self._fit_scaling(X), device)
+        self.module_ = RBMModule(
+            x.shape[1],
+            self.n_components,
+            self.visible_type,
+            learn_sigma=self.learn_sigma,
+        ).to(device)
+        generator = make_generator(self.random_state, device)
+        self.history_ = train_rbm(self.module_, x, self._training_config(), generator)
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    @property
+    def components_(self) -> np.ndarray:
+        check_is_fitted(self, "module_")
+        return self.module_.weight.T.cpu().numpy()
+
+    def transform(self, X) -> np.ndarray:
+        """Hidden probabilities ``p(h | v)``, shape (n_samples, n_components)."""
+        check_is_fitted(self, "module_")
+        x = _as_tensor(self._scaled(X), self.module_.weight.device)
+        with torch.no_grad():
+            return self.module_.hidden_probs(x).cpu().numpy()
+
+    def gibbs(self, X, steps: int = 1, seed: int = 0) -> np.ndarray:
+        """Run ``steps`` Gibbs steps from ``X`` and return the visible sample."""
+        check_is_fitted(self, "module_")
+        x = _as_tensor(self._scaled(X), self.module_.weight.device)
+        generator = make_generator(seed, x.device)
+        with torch.no_grad():
+            v = self.module_.gibbs(x, steps, generator).cpu().numpy()
+        return v if self.mean_ is None else v * self.scale_ + self.mean_
+
+    def score_samples(self, X) -> np.ndarray:
+        """Stochastic pseudo-log-likelihood of each row (Bernoulli input only)."""
+        check_is_fitted(self, "module_")
+        x = _as_tensor(X, self.module_.weight.device)
+        generator = make_generator(self.random_state, x.device)
+        with torch.no_grad():
+            return self.module_.pseudo_log_likelihood(x, generator).cpu().numpy()
+
+
+class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
+    """Deep Belief Net pretrained greedily; ``transform`` returns chosen units.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : tuple of int
+        Hidden layer sizes from the bottom up.
+    units : str or None
+        Unit SPEC of the features ``transform`` returns, such as
+        ``"1:*,2:*"``; None returns the top hidden layer.
+    use_labels : bool
+        Join label units to the top RBM; ``fit`` then needs ``y``.
+    Other parameters as for :class:`RBM`, applied to every layer.
+
+    Attributes
+    ----------
+    module_ : DBNModule
+    history_ : list of dict
+    classes_ : array of the labels seen in ``fit`` when ``use_labels``
+    """
+
+    def __init__(
+        self,
+        hidden_layer_sizes: tuple[int, ...] = (500, 500),
+        units: str | None = None,
+        use_labels: bool = False,
+        visible_type: str = "bernoulli",
+        learning_rate: float | None = None,
+        batch_size: int = 100,
+        n_iter: int = 10,
+        cd_k: int = 1,
+        persistent: bool = False,
+        weight_decay: float = 2e-4,
+        sparsity_target: float | None = None,
+        device: str = "auto",
+        random_state: int = 0,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.units = units
+        self.use_labels = use_labels
+        self.visible_type = visible_type
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.n_iter = n_iter
+        self.cd_k = cd_k
+        self.persistent = persistent
+        self.weight_decay = weight_decay
+        self.sparsity_target = sparsity_target
+        self.device = device
+        self.random_state = random_state
+
+    def fit(self, X, y=None) -> DBN:
+        """Pretrain on ``X`` of shape (n_samples, n_features) and labels ``y``."""
+        device = resolve_device(self.device)
+        x = _as_tensor(self._fit_scaling(X), device)
+        labels = None
+        if self.use_labels:
+            if y is None:
+                raise InputError("use_labels=True needs y in fit(X, y)")
+            self.classes_, encoded = np.unique(np.asarray(y), return_inverse=True)
+            labels = torch.as_tensor(encoded, dtype=torch.int64, device=device)
+        config = DBNConfig(
+            layers=list(self.hidden_layer_sizes),
+            labels=self.use_labels,
+            visible_type=self.visible_type,
+            seed=self.random_state,
+            rbm=self._training_config(),
+        )
+        n_classes = len(self.classes_) if self.use_labels else None
+        self.module_, self.history_ = train_dbn(
+            x, config, y=labels, n_classes=n_classes
+        )
+        self.n_features_in_ = x.shape[1]
+        return self
+
+    def activations(self, X) -> list[np.ndarray]:
+        """Every layer's activity: the input, then hidden layers 1 to L."""
+        check_is_fitted(self, "module_")
+        x = _as_tensor(self._scaled(X), self.module_.device)
+        with torch.no_grad():
+            return [a.cpu().numpy() for a in self.module_.activations(x)]
+
+    def transform(self, X) -> np.ndarray:
+        """Activations of the units in ``units``, shape (n_samples, n_units)."""
+        check_is_fitted(self, "module_")
+        module: DBNModule = self.module_
+        sizes = [module.n_visible, *module.layer_sizes]
+        spec = self.units or f"{module.n_layers}:*"
+        return select_columns(self.activations(X), parse_units(spec, sizes))
+
+    def predict(self, X) -> np.ndarray:
+        """Classes from the top RBM's label units (``use_labels=True`` only)."""
+        check_is_fitted(self, "module_")
+        x = _as_tensor(self._scaled(X), self.module_.device)
+        with torch.no_grad():
+            index = self.module_.class_log_probs(x).argmax(1).cpu().numpy()
+        return self.classes_[index]
+
+    def sample(
+        self, n_samples: int, label=None, steps: int = 500, seed: int = 0
+    ) -> np.ndarray:
+        """Generate ``n_samples`` inputs; ``label`` is one of ``classes_``."""
+        check_is_fitted(self, "module_")
+        index = None
+        if label is not None:
+            matches = np.flatnonzero(self.classes_ == label) if self.use_labels else []
+            if not len(matches):
+                raise InputError(f"label {label!r} was not seen in fit")
+            index = int(matches[0])
+        generator = make_generator(seed, self.module_.device)
+        samples, _ = self.module_.generate(n_samples, index, steps, generator)
+        samples = samples.cpu().numpy()
+        return samples if self.mean_ is None else samples * self.scale_ + self.mean_

@@ -1,0 +1,278 @@
+"""The deepgen command line: a small run end to end and its error messages."""
+
+import json
+import re
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from deepgen_core.cli import main
+
+
+def run_cli(capsys, *args):
+    code = main(["-q", *args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory, small_mnist_npz):
+    """A 784-64-32 net with labels, pretrained and fine-tuned through the CLI."""
+    run_dir = tmp_path_factory.mktemp("runs") / "small"
+    args = ["train", "--dataset", str(small_mnist_npz), "--layers", "64,32"]
+    args += ["--labels", "--epochs", "2", "--batch-size", "50", "--out", str(run_dir)]
+    assert main(["-q", *args]) == 0
+    assert main(["-q", "finetune", str(run_dir), "--epochs", "3"]) == 0
+    return run_dir
+
+
+def test_train_writes_config_metrics_and_stages(trained_run):
+    config = json.loads((trained_run / "config.json").read_text())
+    assert config["dbn"]["layers"] == [64, 32]
+    assert config["dbn"]["labels"] is True
+    metrics = [
+        json.loads(line)
+        for line in (trained_run / "metrics.jsonl").read_text().splitlines()
+    ]
+    assert [(m["layer"], m["epoch"]) for m in metrics] == [
+        (1, 1),
+        (1, 2),
+        (2, 1),
+        (2, 2),
+    ]
+    for m in metrics:
+        assert m["recon_error"] > 0
+        assert np.isfinite(m["free_energy_gap"])
+        assert m["seconds"] >= 0
+    stages = sorted(p.name for p in (trained_run / "stages").iterdir())
+    assert stages == ["finetuned", "pretrained"]
+
+
+def test_probe_json_reports_accuracy(capsys, trained_run):
+    code, out, _ = run_cli(
+        capsys, "probe", str(trained_run), "--units", "1:*,2:0-9", "--json"
+    )
+    assert code == 0
+    result = json.loads(out)
+    assert result["n_units"] == 74
+    assert result["spec"] == "1:*,2:0-9"
+    assert result["n_test"] == 200
+    assert 0.5 < result["accuracy"] <= 1.0
+
+
+def test_features_writes_selected_columns(capsys, trained_run, tmp_path):
+    out_file = tmp_path / "feats.npz"
+    code, _, _ = run_cli(
+        capsys,
+        "features",
+        str(trained_run),
+        "--stage",
+        "finetuned",
+        "--units",
+        "2:3-5,0:0",
+        "--split",
+        "test",
+        "--out",
+        str(out_file),
+    )
+    assert code == 0
+    saved = np.load(out_file, allow_pickle=False)
+    assert saved["features"].shape == (200, 4)
+    assert str(saved["spec"]) == "0:0,2:3-5"
+    assert saved["labels"].shape == (200,)
+    # Column 0 is pixel 0 of each held-out image: always blank in MNIST.
+    assert np.all(saved["features"][:, 0] == 0)
+
+
+def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
+    grid = tmp_path / "grid.png"
+    chain = tmp_path / "chain.png"
+    code, _, _ = run_cli(
+        capsys,
+        "sample",
+        str(trained_run),
+        "--n",
+        "9",
+        "--label",
+        "3",
+        "--steps",
+        "20",
+        "--out",
+        str(grid),
+        "--chain-out",
+        str(chain),
+        "--chain-every",
+        "10",
+    )
+    assert code == 0
+    # 3 x 3 tiles of 28 pixels with 1-pixel borders, enlarged twice.
+    assert Image.open(grid).size == (2 * (3 * 29 + 1), 2 * (3 * 29 + 1))
+    assert Image.open(chain).size == (2 * (3 * 29 + 1), 2 * 29 + 2)
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["probe", "{run}", "--units", "1:0-99"],
+            "unit 99 in unit SPEC '1:0-99' is out of range: layer 1 has units 0 to 63",
+        ),
+        (
+            ["probe", "{run}", "--units", "layer1"],
+            "invalid unit SPEC item 'layer1'.*comma-separated list of LAYER:RANGE",
+        ),
+        (["probe", "{run}", "--units", "1:9-3"], "runs backwards"),
+        (
+            ["probe", "{missing}", "--units", "1:*"],
+            "run folder .*missing does not exist",
+        ),
+        (
+            ["sample", "{run}", "--stage", "finetuned-updown", "--out", "x.png"],
+            "no stage 'finetuned-updown'",
+        ),
+        (
+            ["sample", "{run}", "--label", "12", "--out", "x.png"],
+            r"label must be in 0..9, got 12",
+        ),
+        (["train", "--dataset", "mnist-1k", "--out", "{new}"], "mnist-10k"),
+    ],
+    ids=[
+        "unit-out-of-range",
+        "bad-spec",
+        "backwards-range",
+        "missing-run",
+        "missing-stage",
+        "bad-label",
+        "unknown-dataset",
+    ],
+)
+def test_bad_input_gives_one_clear_error(capsys, trained_run, tmp_path, args, message):
+    fill = {
+        "run": str(trained_run),
+        "missing": str(tmp_path / "missing"),
+        "new": str(tmp_path / "new"),
+    }
+    args = [a.format(**fill) for a in args]
+    code, _, err = run_cli(capsys, *args)
+    assert code == 2
+    assert err.count("error:") == 1
+    assert "Traceback" not in err
+    assert re.search(message, err), err
+    assert not (tmp_path / "new").exists()
+
+
+def write_csv(path, rows):
+    path.write_text("\n".join(",".join(str(v) for v in row) for row in rows) + "\n")
+
+
+def test_train_rejects_values_outside_unit_interval(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    data = tmp_path / "counts.csv"
+    rows = rng.integers(0, 256, size=(100, 16))
+    write_csv(data, [[f"f{i}" for i in range(16)], *rows.tolist()])
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        str(data),
+        "--layers",
+        "8",
+        "--batch-size",
+        "10",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == 2
+    assert (
+        "Bernoulli visible units need values in [0, 1], got values from 0 to 255" in err
+    )
+    assert "divide by 255" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("batch", "message"),
+    [
+        ("500", "batch size 500 is larger than the 80 training rows"),
+        ("30", "the 80 training rows are not a multiple of the batch size 30"),
+    ],
+)
+def test_train_rejects_bad_batch_size(capsys, tmp_path, batch, message):
+    data = tmp_path / "small.csv"
+    rows = np.random.default_rng(1).random((100, 4)).round(3)
+    write_csv(data, rows.tolist())
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        str(data),
+        "--layers",
+        "3",
+        "--batch-size",
+        batch,
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == 2
+    assert message in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_with_drop_last_accepts_short_batch(capsys, tmp_path):
+    data = tmp_path / "small.csv"
+    rows = np.random.default_rng(1).random((100, 4)).round(3)
+    write_csv(data, rows.tolist())
+    code, out, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        str(data),
+        "--layers",
+        "3",
+        "--batch-size",
+        "30",
+        "--drop-last",
+        "--epochs",
+        "1",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == 0, err
+    assert "pretrained" in out
+
+
+def test_train_rejects_text_cell_in_csv(capsys, tmp_path):
+    data = tmp_path / "text.csv"
+    write_csv(data, [[0.1, 0.2], [0.3, "high"], [0.5, 0.6]])
+    code, _, err = run_cli(
+        capsys, "train", "--dataset", str(data), "--out", str(tmp_path / "run")
+    )
+    assert code == 2
+    assert "'high'" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_train_rejects_nan_in_npz(capsys, tmp_path):
+    x = np.random.default_rng(2).random((50, 4)).astype(np.float32)
+    x[7, 2] = np.nan
+    data = tmp_path / "nan.npz"
+    np.savez(data, x=x)
+    code, _, err = run_cli(
+        capsys, "train", "--dataset", str(data), "--out", str(tmp_path / "run")
+    )
+    assert code == 2
+    assert "NaN" in err
+    assert not (tmp_path / "run").exists()
+
+
+def test_cuda_request_without_gpu_is_rejected(capsys, tmp_path):
+    torch = pytest.importorskip("torch")
+    if torch.cuda.is_available():
+        pytest.skip("this machine has a GPU")
+    code, _, err = run_cli(
+        capsys, "train", "--device", "cuda", "--out", str(tmp_path / "run")
+    )
+    assert code == 2
+    assert "no CUDA GPU" in err
+    assert not (tmp_path / "run").exists()

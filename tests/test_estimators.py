@@ -1,0 +1,96 @@
+"""The scikit-learn estimators RBM and DBN."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.base import clone
+from sklearn.datasets import load_digits
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from deepgen_core import DBN, RBM, InputError
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y = load_digits(return_X_y=True)
+    return (x / 16).astype(np.float32), y
+
+
+def test_dbn_features_in_pipeline_beat_chance_by_far(digits):
+    x, y = digits
+    model = Pipeline(
+        [
+            ("dbn", DBN((128, 64), units="1:*,2:*", n_iter=8, batch_size=25)),
+            ("svm", LinearSVC()),
+        ]
+    ).fit(x[:1400], y[:1400])
+    assert model.named_steps["dbn"].transform(x[:5]).shape == (5, 192)
+    assert model.score(x[1400:], y[1400:]) > 0.85
+
+
+def test_params_round_trip_and_clone(digits):
+    dbn = DBN((32, 16), units="2:0-7", n_iter=2)
+    assert dbn.get_params()["hidden_layer_sizes"] == (32, 16)
+    dbn.set_params(units="1:*", n_iter=1)
+    copy = clone(dbn)
+    assert copy.get_params() == dbn.get_params()
+    x, _ = digits
+    assert copy.fit(x[:200]).transform(x[:3]).shape == (3, 32)
+
+
+def test_rbm_transform_matches_module(digits):
+    x, _ = digits
+    rbm = RBM(40, n_iter=3, batch_size=50, random_state=3).fit(x)
+    with torch.no_grad():
+        expected = rbm.module_.hidden_probs(torch.as_tensor(x[:10])).numpy()
+    assert np.array_equal(rbm.transform(x[:10]), expected)
+    assert rbm.components_.shape == (40, 64)
+    again = RBM(40, n_iter=3, batch_size=50, random_state=3).fit(x)
+    assert np.array_equal(again.components_, rbm.components_)
+
+
+def test_rbm_pseudo_likelihood_improves_with_training(digits):
+    x, _ = digits
+    binary = (x > 0.5).astype(np.float32)
+    short = RBM(64, n_iter=1, batch_size=50).fit(binary)
+    long = RBM(64, n_iter=15, batch_size=50).fit(binary)
+    assert long.score_samples(binary).mean() > short.score_samples(binary).mean()
+
+
+def test_gaussian_rbm_learns_positive_sigma_and_samples_in_data_units(digits):
+    x, _ = digits
+    counts = x * 16
+    rbm = RBM(
+        32, visible_type="gaussian", learn_sigma=True, n_iter=5, batch_size=50
+    ).fit(counts)
+    sigma = rbm.module_.sigma
+    assert bool((sigma > 0).all())
+    assert not torch.allclose(sigma, torch.ones_like(sigma))
+    sample = rbm.gibbs(counts[:200], steps=3)
+    assert abs(sample.mean() - counts.mean()) < 1.5
+
+
+def test_label_dbn_predicts_and_samples_chosen_class(digits):
+    x, y = digits
+    dbn = DBN((64, 64), use_labels=True, n_iter=10, batch_size=25).fit(
+        x[:1400], y[:1400]
+    )
+    assert (dbn.predict(x[1400:]) == y[1400:]).mean() > 0.5
+    assert dbn.sample(4, label=7, steps=20).shape == (4, 64)
+    with pytest.raises(InputError, match="label 11 was not seen in fit"):
+        dbn.sample(2, label=11)
+
+
+@pytest.mark.parametrize(
+    ("x", "message"),
+    [
+        (np.zeros(10), "expected a 2-D array"),
+        (np.full((100, 4), 2.0), "need values in \\[0, 1\\], got values from 2 to 2"),
+        (np.array([[0.5, np.nan]] * 100), "NaN or inf in 100 rows \\(first: row 0\\)"),
+    ],
+    ids=["1-d", "out-of-range", "nan"],
+)
+def test_rbm_rejects_bad_input(x, message):
+    with pytest.raises(InputError, match=message):
+        RBM(4, n_iter=1, batch_size=10).fit(x)

@@ -1,0 +1,149 @@
+"""Run folders: saving and loading stages, checkpoints, resuming, divergence."""
+
+import json
+
+import pytest
+import torch
+
+from deepgen_core.data import load_dataset
+from deepgen_core.dbn import DBNConfig, train_dbn
+from deepgen_core.device import make_generator
+from deepgen_core.errors import InputError, TrainingDiverged
+from deepgen_core.operations import train_run
+from deepgen_core.runs import PRETRAINED, RunConfig, create_run, open_run
+from deepgen_core.training import RBMTrainingConfig
+
+
+class Interrupt(Exception):
+    pass
+
+
+def interrupt_at(layer, epoch):
+    """A progress callback that stops training at the first batch of an epoch."""
+
+    def callback(progress):
+        if progress.layer == layer and progress.epoch == epoch:
+            raise Interrupt
+
+    return callback
+
+
+def small_config(dataset, **rbm_options):
+    rbm = RBMTrainingConfig(epochs=3, batch_size=50, **rbm_options)
+    dbn = DBNConfig(layers=[64, 32], labels=True, seed=7, rbm=rbm)
+    return RunConfig(dataset=str(dataset), dbn=dbn, device="cpu")
+
+
+def without_seconds(records):
+    return [{k: v for k, v in r.items() if k != "seconds"} for r in records]
+
+
+def stage_weights(run):
+    return run.load_stage(PRETRAINED).state_dict()
+
+
+@pytest.mark.parametrize(
+    ("rbm_options", "stop_layer", "stop_epoch"),
+    [
+        ({}, 1, 3),
+        ({"persistent": True, "cd_k": 2, "sparsity_target": 0.1}, 2, 2),
+        ({}, 2, 1),
+    ],
+    ids=["cd-mid-layer", "pcd-sparsity-second-layer", "cd-layer-boundary"],
+)
+def test_resumed_run_matches_uninterrupted(
+    tmp_path, small_mnist_npz, rbm_options, stop_layer, stop_epoch
+):
+    config = small_config(small_mnist_npz, **rbm_options)
+    whole = train_run(str(tmp_path / "whole"), config)
+
+    with pytest.raises(Interrupt):
+        train_run(
+            str(tmp_path / "cut"),
+            small_config(small_mnist_npz, **rbm_options),
+            progress=interrupt_at(stop_layer, stop_epoch),
+        )
+    state = json.loads((tmp_path / "cut" / "checkpoint" / "state.json").read_text())
+    expected_layer = stop_layer - 1 if stop_epoch > 1 else stop_layer - 2
+    assert state["layer"] == expected_layer
+    assert state["epoch"] == (stop_epoch - 1 if stop_epoch > 1 else 3)
+    resumed = train_run(str(tmp_path / "cut"), resume=True)
+
+    expected, actual = stage_weights(whole), stage_weights(resumed)
+    assert expected.keys() == actual.keys()
+    for name in expected:
+        assert torch.equal(expected[name], actual[name]), name
+    assert without_seconds(resumed.metrics()) == without_seconds(whole.metrics())
+    assert not (tmp_path / "cut" / "checkpoint").exists()
+    leftovers = [p.name for p in (tmp_path / "cut").rglob("*.tmp")]
+    assert leftovers == []
+
+
+def test_saved_stage_gives_same_transform_and_samples(tmp_path, small_mnist_npz):
+    config = small_config(small_mnist_npz)
+    dataset = load_dataset(str(small_mnist_npz))
+    x = torch.as_tensor(dataset.x_train)
+    y = torch.as_tensor(dataset.y_train, dtype=torch.int64)
+    dbn, history = train_dbn(x, config.dbn, y=y, n_classes=10)
+    run = create_run(tmp_path / "run", config)
+    run.save_stage(PRETRAINED, dbn, {}, history)
+    loaded = open_run(tmp_path / "run").load_stage(PRETRAINED, torch.device("cpu"))
+
+    probe = torch.as_tensor(dataset.x_test)
+    with torch.no_grad():
+        for before, after in zip(dbn.activations(probe), loaded.activations(probe)):
+            assert torch.equal(before, after)
+        first, _ = dbn.generate(8, 3, 20, make_generator(1, x.device))
+        second, _ = loaded.generate(8, 3, 20, make_generator(1, x.device))
+    assert torch.equal(first, second)
+
+
+def test_divergence_names_layer_and_keeps_checkpoint(tmp_path, small_mnist_npz):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train_run(
+            str(run_dir), small_config(small_mnist_npz), progress=interrupt_at(2, 2)
+        )
+    checkpoint = run_dir / "checkpoint"
+    before = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+    assert "state-layer2-epoch1.safetensors" in before
+
+    config = json.loads((run_dir / "config.json").read_text())
+    config["dbn"]["rbm"]["learning_rate"] = 1e38
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(TrainingDiverged, match=r"layer 2, epoch 2: the weights"):
+        train_run(str(run_dir), resume=True)
+
+    after = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
+    assert after == before
+    assert PRETRAINED not in open_run(run_dir).stages()
+
+
+def test_existing_run_folder_is_not_overwritten(tmp_path, small_mnist_npz):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "notes.txt").write_text("keep me")
+    with pytest.raises(InputError, match="already exists and is not empty"):
+        train_run(str(run_dir), small_config(small_mnist_npz))
+    assert [p.name for p in run_dir.iterdir()] == ["notes.txt"]
+    assert (run_dir / "notes.txt").read_text() == "keep me"
+
+
+def test_missing_stage_names_available_stages(tmp_path, small_mnist_npz):
+    config = small_config(small_mnist_npz)
+    config.dbn.rbm.epochs = 1
+    run = train_run(str(tmp_path / "run"), config)
+    with pytest.raises(
+        InputError, match=r"no stage 'finetuned' \(stages: pretrained\)"
+    ):
+        run.load_stage("finetuned")
+
+
+def test_damaged_weights_file_gives_clear_error(tmp_path, small_mnist_npz):
+    config = small_config(small_mnist_npz)
+    config.dbn.rbm.epochs = 1
+    run = train_run(str(tmp_path / "run"), config)
+    weights = run.stage_dir(PRETRAINED) / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(InputError, match="could not be read as safetensors"):
+        run.load_stage(PRETRAINED)
