@@ -19,13 +19,16 @@ import time
 
 import numpy as np
 
-from . import __version__
+from . import __version__, jobs
 from .data import DATASET_NAMES, download, verify_files
 from .dbn import DBNConfig
 from .device import DEVICE_CHOICES
 from .errors import InputError, TrainingDiverged
 from .finetune import FinetuneConfig
 from .images import image_grid, save_png
+from .jobs.executor import job_log_path
+from .jobs.kinds import default_runs_dir
+from .jobs.worker import Worker, lock_holder
 from .operations import (
     CLASSIFIERS,
     DEFAULT_C,
@@ -229,6 +232,54 @@ def add_train_parser(commands) -> None:
         action="store_true",
         help="continue the run in --out from its last checkpoint",
     )
+    add_background_options(p)
+
+
+def add_background_options(p) -> None:
+    p.add_argument(
+        "--background",
+        action="store_true",
+        help="queue the work as a job for the worker instead of running it here",
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="runs folder holding the job store (default: $DEEPGEN_RUNS_DIR or runs)",
+    )
+
+
+def add_jobs_parsers(commands) -> None:
+    p = commands.add_parser(
+        "worker",
+        help="run queued jobs until stopped",
+        description="Run the jobs queued in a runs folder, in child processes.",
+    )
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="runs folder (default: $DEEPGEN_RUNS_DIR or runs)",
+    )
+    p.add_argument(
+        "--max-jobs", type=int, default=1, help="jobs run at the same time (default: 1)"
+    )
+    p.add_argument(
+        "--singleton",
+        action="store_true",
+        help="exit at once if another singleton worker serves this runs folder",
+    )
+    p.add_argument(
+        "--parent-pid", type=int, default=None, help="stop when this process exits"
+    )
+
+    p = commands.add_parser("jobs", help="list, show, cancel or resume jobs")
+    p.add_argument("action", choices=("list", "show", "cancel", "resume", "logs"))
+    p.add_argument("id", nargs="?", type=int, help="job id (all actions but list)")
+    p.add_argument(
+        "--runs-dir",
+        default=None,
+        help="runs folder (default: $DEEPGEN_RUNS_DIR or runs)",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -242,6 +293,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     add_train_parser(commands)
+    add_jobs_parsers(commands)
 
     ft_defaults = FinetuneConfig()
     p = commands.add_parser(
@@ -297,6 +349,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs without a validation gain before stopping (default: 15)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    add_background_options(p)
 
     p = commands.add_parser("sample", help="generate images from a stage")
     p.add_argument("run", help="run folder")
@@ -407,8 +460,24 @@ def run_config_from_args(args) -> RunConfig:
     return RunConfig(dataset=args.dataset, dbn=dbn, device=args.device)
 
 
+def submit_job(args, kind: str, params: dict) -> int:
+    job = jobs.submit(kind, params, args.runs_dir)
+    print(
+        f"queued job {job.id} ({kind}); follow it with `deepgen jobs show {job.id}`; "
+        "a worker runs it (`deepgen worker` starts one)"
+    )
+    return 0
+
+
 def command_train(args, progress: ConsoleProgress) -> int:
     config = None if args.resume else run_config_from_args(args)
+    if args.background:
+        if args.resume:
+            raise InputError(
+                "--background with --resume is not supported; resume the job with "
+                "`deepgen jobs resume ID`"
+            )
+        return submit_job(args, "train", {"out": args.out, "config": config.to_dict()})
     try:
         run = train_run(args.out, config, resume=args.resume, progress=progress)
     except KeyboardInterrupt:
@@ -440,6 +509,10 @@ def command_finetune(args, progress: ConsoleProgress) -> int:
         patience=args.patience,
         seed=args.seed,
     )
+    if args.background:
+        return submit_job(
+            args, "finetune", {"run": args.run, "config": config.to_dict()}
+        )
     run = open_run(args.run)
     finetune_run(run, config, progress)
     progress.close()
@@ -513,6 +586,64 @@ def command_data(args) -> int:
     return 0
 
 
+def command_worker(args) -> int:
+    runs_dir = args.runs_dir or default_runs_dir()
+    if args.max_jobs < 1:
+        raise InputError(f"--max-jobs must be at least 1, got {args.max_jobs}")
+    worker = Worker(runs_dir, args.max_jobs, args.parent_pid)
+    if args.singleton and not worker.take_lock():
+        holder = lock_holder(runs_dir) or {}
+        print(f"a worker (pid {holder.get('pid', '?')}) already serves {runs_dir}")
+        return 0
+    worker.run()
+    return 0
+
+
+def describe_job(job) -> str:
+    progress = job.progress or {}
+    where = ""
+    if progress:
+        where = f" {progress.get('stage', '')}"
+        if progress.get("layer"):
+            where += f" layer {progress['layer']}/{progress.get('n_layers')}"
+        where += (
+            f" epoch {progress.get('epoch')}/{progress.get('n_epochs')}"
+            f" batch {progress.get('step')}/{progress.get('total')}"
+        )
+    error = f" error: {job.error}" if job.error and job.state == "failed" else ""
+    return f"{job.id:>5}  {job.kind:<9} {job.state:<10}{where}{error}"
+
+
+def command_jobs(args) -> int:
+    if args.action != "list" and args.id is None:
+        raise InputError(f"`deepgen jobs {args.action}` needs a job id")
+    if args.action == "list":
+        found = jobs.list(args.runs_dir)
+        if args.json:
+            print(json.dumps([j.to_dict() for j in found], sort_keys=True))
+        for job in [] if args.json else found:
+            print(describe_job(job))
+        return 0
+    if args.action == "logs":
+        jobs.get(args.id, args.runs_dir)
+        path = job_log_path(args.runs_dir or default_runs_dir(), args.id)
+        if not path.exists():
+            raise InputError(f"job {args.id} has no log yet; it has not started")
+        print(path.read_text(errors="replace"), end="")
+        return 0
+    action = {"show": jobs.get, "cancel": jobs.cancel, "resume": jobs.resume}[
+        args.action
+    ]
+    job = action(args.id, args.runs_dir)
+    if args.json:
+        print(json.dumps(job.to_dict(), sort_keys=True))
+    else:
+        print(describe_job(job))
+        if args.action == "show" and job.log_tail:
+            print(job.log_tail, end="")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(
@@ -527,6 +658,8 @@ def main(argv: list[str] | None = None) -> int:
         "features": lambda: command_features(args),
         "probe": lambda: command_probe(args),
         "data": lambda: command_data(args),
+        "worker": lambda: command_worker(args),
+        "jobs": lambda: command_jobs(args),
     }
     try:
         return handlers[args.command]()

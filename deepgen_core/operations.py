@@ -51,6 +51,9 @@ def train_run(
         run = open_run(out)
         if PRETRAINED in run.stages():
             raise InputError(f"run {out} has finished pretraining; nothing to resume")
+        for leftover in run.path.rglob(".*.tmp"):
+            # A write cut off by a crash; the file it was replacing is intact.
+            leftover.unlink()
     else:
         if config is None:
             raise InputError("a new run needs a configuration")

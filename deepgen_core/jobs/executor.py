@@ -1,0 +1,183 @@
+"""Running one job: the child-process entry point and the executor interface.
+
+The worker (``worker.py``) queues and tracks jobs; an :class:`Executor` runs
+them. :class:`LocalProcessExecutor` starts one child process per job with the
+``spawn`` method, so CUDA is never initialised in a forked child. Another
+executor (for example one that sends jobs to a Ray cluster) can take its
+place without changing the store, the client or the pages.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import signal
+import threading
+import time
+import traceback
+from collections import deque
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import InputError, TrainingDiverged
+from ..progress import Progress, TrainingCancelled
+from .kinds import get_kind
+from .store import JobStore
+
+logger = logging.getLogger(__name__)
+
+HEARTBEAT_SECONDS = 0.25
+PROGRESS_SECONDS = 0.5
+"""Least time between two progress events from the training loop."""
+REPEAT_PROGRESS_SECONDS = 0.5
+"""Without a new report for this long, the last one is sent again, so that
+watchers get an event at least once a second even during a slow checkpoint."""
+LOG_TAIL_LINES = 40
+
+
+class Executor(Protocol):
+    """Starts jobs and reports when they end."""
+
+    def start(self, runs_dir: Path, job_id: int) -> object:
+        """Start job ``job_id`` and return a handle for it."""
+
+    def exit_code(self, handle: object) -> int | None:
+        """The handle's exit code once it has ended, else None."""
+
+    def stop(self, handle: object) -> None:
+        """Ask the job to stop at its next batch boundary."""
+
+    def kill(self, handle: object) -> None:
+        """End the job at once."""
+
+
+class LocalProcessExecutor:
+    """One ``spawn``-started child process per job on this machine."""
+
+    def __init__(self) -> None:
+        self._context = multiprocessing.get_context("spawn")
+
+    def start(self, runs_dir: Path, job_id: int) -> multiprocessing.Process:
+        process = self._context.Process(
+            target=run_job, args=(str(runs_dir), job_id), name=f"deepgen-job-{job_id}"
+        )
+        process.start()
+        return process
+
+    def exit_code(self, handle: multiprocessing.Process) -> int | None:
+        return handle.exitcode
+
+    def stop(self, handle: multiprocessing.Process) -> None:
+        if handle.exitcode is None:
+            os.kill(handle.pid, signal.SIGTERM)
+
+    def kill(self, handle: multiprocessing.Process) -> None:
+        if handle.exitcode is None:
+            handle.kill()
+
+
+def job_log_path(runs_dir: str | os.PathLike, job_id: int) -> Path:
+    return Path(runs_dir) / "logs" / f"job-{job_id}.log"
+
+
+def _log_tail(path: Path) -> str:
+    try:
+        with open(path, errors="replace") as handle:
+            return "".join(deque(handle, maxlen=LOG_TAIL_LINES))
+    except OSError:
+        return ""
+
+
+class _JobContext:
+    """Heartbeat, progress and stop requests of the job running in this process."""
+
+    def __init__(self, runs_dir: str, job_id: int) -> None:
+        self.runs_dir = runs_dir
+        self.job_id = job_id
+        self.cancel = threading.Event()
+        self.shutdown = threading.Event()
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+        self.last_progress = 0.0
+        self.latest: dict | None = None
+        self.store = JobStore(runs_dir)
+
+    def beat_forever(self) -> None:
+        store = JobStore(self.runs_dir)  # SQLite connections stay in their thread
+        while not self.done.wait(HEARTBEAT_SECONDS):
+            try:
+                if store.beat(self.job_id):
+                    self.cancel.set()
+                with self.lock:
+                    quiet = time.monotonic() - self.last_progress
+                    repeat = self.latest if quiet >= REPEAT_PROGRESS_SECONDS else None
+                    if repeat is not None:
+                        self.last_progress = time.monotonic()
+                        store.report_progress(self.job_id, repeat)
+            except InputError:
+                logger.exception("heartbeat of job %d failed", self.job_id)
+        store.close()
+
+    def progress(self, report: Progress) -> None:
+        now = time.monotonic()
+        last_step = report.step == report.total
+        if now - self.last_progress >= PROGRESS_SECONDS or last_step:
+            with self.lock:
+                self.last_progress = now
+                self.latest = report.to_dict()
+                self.store.report_progress(self.job_id, self.latest)
+
+    def should_stop(self) -> bool:
+        return self.cancel.is_set() or self.shutdown.is_set()
+
+
+def run_job(runs_dir: str, job_id: int) -> None:
+    """Run job ``job_id`` to its end and record the outcome in the store.
+
+    SIGTERM asks the job to stop at the next batch boundary; a resumable job
+    is then queued again to continue from its checkpoint.
+    """
+    log_path = job_log_path(runs_dir, job_id)
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_path)
+    handler.setFormatter(
+        logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
+    )
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+    context = _JobContext(runs_dir, job_id)
+    signal.signal(signal.SIGTERM, lambda *_: context.shutdown.set())
+    store = context.store
+    store.set_pid(job_id, os.getpid())
+    job = store.get(job_id)
+    kind = get_kind(job.kind)
+    beat = threading.Thread(target=context.beat_forever, daemon=True)
+    beat.start()
+    logger.info("job %d (%s) started, attempt %d", job_id, job.kind, job.attempts)
+    try:
+        result = kind.run(job.params, job.resume, context.progress, context.should_stop)
+    except TrainingCancelled:
+        if context.shutdown.is_set() and not context.cancel.is_set() and kind.resumable:
+            logger.info("job %d stopped for shutdown; queued to resume", job_id)
+            store.requeue(job_id, "worker stopped", resume=True)
+        else:
+            logger.info("job %d cancelled", job_id)
+            store.finish(job_id, "cancelled")
+    except (InputError, TrainingDiverged) as error:
+        logger.error("job %d failed: %s", job_id, error)
+        store.finish(job_id, "failed", str(error), _log_tail(log_path))
+    except Exception as error:  # noqa: BLE001 - any failure of the job is recorded
+        logger.error("job %d failed:\n%s", job_id, traceback.format_exc())
+        message = f"{type(error).__name__}: {error}"
+        store.finish(job_id, "failed", message, _log_tail(log_path))
+    else:
+        logger.info("job %d done: %s", job_id, result)
+        store.finish(job_id, "done", result=result)
+    finally:
+        context.done.set()
+        beat.join(timeout=5)
+        handler.close()
+        root.removeHandler(handler)

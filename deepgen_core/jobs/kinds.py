@@ -1,0 +1,174 @@
+"""Job kinds: how each kind's parameters are checked and how it runs.
+
+Parameters are checked when a job is submitted, with the same rules and
+messages as the command line, so a bad job is rejected at once rather than
+failing minutes later in the worker.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import InputError
+from ..finetune import FinetuneConfig
+from ..operations import (
+    CLASSIFIERS,
+    DEFAULT_C,
+    check_run_config,
+    finetune_run,
+    layer_sizes,
+    probe_run,
+    train_run,
+)
+from ..progress import ProgressCallback, StopCheck
+from ..runs import PRETRAINED, RunConfig, open_run
+from ..units import parse_units
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How to check and run one kind of job."""
+
+    name: str
+    validate: Callable[[dict], dict]
+    """Returns the parameters to store, or raises InputError."""
+    run: Callable[[dict, bool, ProgressCallback, StopCheck], dict]
+    """Runs the job; the flag says whether to resume from a checkpoint."""
+    run_dir: Callable[[dict], str | None]
+    resumable: bool = False
+
+
+def _require(params: dict, *names: str) -> None:
+    missing = [name for name in names if name not in params]
+    if missing:
+        raise InputError(f"job parameters are missing {', '.join(missing)}")
+
+
+def _absolute(path: str) -> str:
+    return str(Path(path).expanduser().resolve())
+
+
+# train -------------------------------------------------------------------------
+
+
+def validate_train(params: dict) -> dict:
+    _require(params, "out", "config")
+    config = RunConfig.from_dict(params["config"])
+    out = Path(params["out"])
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise InputError(
+            f"run folder {out} already exists and is not empty; choose another --out "
+            "or delete it"
+        )
+    check_run_config(config)
+    if Path(config.dataset).suffix.lower() in (".npz", ".csv"):
+        config.dataset = _absolute(config.dataset)
+    return {"out": _absolute(params["out"]), "config": config.to_dict()}
+
+
+def run_train(
+    params: dict, resume: bool, progress: ProgressCallback, should_stop: StopCheck
+) -> dict:
+    out = Path(params["out"])
+    started_before = (out / "config.json").exists()
+    if resume and started_before:
+        run = train_run(
+            str(out), resume=True, progress=progress, should_stop=should_stop
+        )
+    elif started_before:
+        raise InputError(
+            f"run folder {out} was created by another job or command; resume that "
+            "job or choose another --out"
+        )
+    else:
+        config = RunConfig.from_dict(params["config"])
+        run = train_run(str(out), config, progress=progress, should_stop=should_stop)
+    last = run.metrics()[-1]
+    return {"run": str(run.path), "recon_error": last["recon_error"]}
+
+
+# finetune ----------------------------------------------------------------------
+
+
+def validate_finetune(params: dict) -> dict:
+    _require(params, "run")
+    run = open_run(params["run"])
+    if PRETRAINED not in run.stages():
+        raise InputError(
+            f"run {run.path} has no pretrained stage yet; wait for its training "
+            "job to finish"
+        )
+    config = FinetuneConfig.from_dict(params.get("config", {}))
+    config.validate()
+    return {"run": _absolute(params["run"]), "config": config.to_dict()}
+
+
+def run_finetune(
+    params: dict, resume: bool, progress: ProgressCallback, should_stop: StopCheck
+) -> dict:
+    run = open_run(params["run"])
+    config = FinetuneConfig.from_dict(params["config"])
+    finetune_run(run, config, progress, should_stop)
+    return {"test_accuracy": run.stage_info("finetuned")["info"]["test_accuracy"]}
+
+
+# probe -------------------------------------------------------------------------
+
+
+def validate_probe(params: dict) -> dict:
+    _require(params, "run", "units")
+    run = open_run(params["run"])
+    stage = params.get("stage", PRETRAINED)
+    dbn = run.load_stage(stage)
+    spec = parse_units(params["units"], layer_sizes(dbn)).spec()
+    classifier = params.get("classifier", "linear-svm")
+    if classifier not in CLASSIFIERS:
+        raise InputError(
+            f"unknown classifier {classifier!r}; valid choices are "
+            f"{', '.join(CLASSIFIERS)}"
+        )
+    c = float(params.get("C", DEFAULT_C))
+    if not c > 0:
+        raise InputError(f"C must be a positive number, got {c}")
+    return {
+        "run": _absolute(params["run"]),
+        "stage": stage,
+        "units": spec,
+        "classifier": classifier,
+        "C": c,
+    }
+
+
+def run_probe(
+    params: dict, resume: bool, progress: ProgressCallback, should_stop: StopCheck
+) -> dict:
+    run = open_run(params["run"])
+    return probe_run(
+        run, params["stage"], params["units"], params["classifier"], params["C"]
+    )
+
+
+KINDS: dict[str, JobKind] = {
+    kind.name: kind
+    for kind in (
+        JobKind("train", validate_train, run_train, lambda p: p["out"], resumable=True),
+        JobKind("finetune", validate_finetune, run_finetune, lambda p: p["run"]),
+        JobKind("probe", validate_probe, run_probe, lambda p: None),
+    )
+}
+
+
+def get_kind(name: str) -> JobKind:
+    if name not in KINDS:
+        raise InputError(
+            f"unknown job kind {name!r}; valid kinds are {', '.join(sorted(KINDS))}"
+        )
+    return KINDS[name]
+
+
+def default_runs_dir() -> Path:
+    """The runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` in the current folder."""
+    return Path(os.environ.get("DEEPGEN_RUNS_DIR", "runs"))
