@@ -26,7 +26,6 @@ from .device import DEVICE_CHOICES
 from .errors import InputError, TrainingDiverged
 from .finetune import FinetuneConfig
 from .images import image_grid, save_png
-from .jobs.executor import job_log_path
 from .jobs.kinds import default_runs_dir
 from .jobs.worker import Worker, lock_holder
 from .operations import (
@@ -269,6 +268,11 @@ def add_jobs_parsers(commands) -> None:
     )
     p.add_argument(
         "--parent-pid", type=int, default=None, help="stop when this process exits"
+    )
+    p.add_argument(
+        "--no-warm",
+        action="store_true",
+        help="skip the warm process that compiles UMAP at start-up",
     )
 
     p = commands.add_parser("jobs", help="list, show, cancel or resume jobs")
@@ -590,7 +594,7 @@ def command_worker(args) -> int:
     runs_dir = args.runs_dir or default_runs_dir()
     if args.max_jobs < 1:
         raise InputError(f"--max-jobs must be at least 1, got {args.max_jobs}")
-    worker = Worker(runs_dir, args.max_jobs, args.parent_pid)
+    worker = Worker(runs_dir, args.max_jobs, args.parent_pid, warm=not args.no_warm)
     if args.singleton and not worker.take_lock():
         holder = lock_holder(runs_dir) or {}
         print(f"a worker (pid {holder.get('pid', '?')}) already serves {runs_dir}")
@@ -625,11 +629,10 @@ def command_jobs(args) -> int:
             print(describe_job(job))
         return 0
     if args.action == "logs":
-        jobs.get(args.id, args.runs_dir)
-        path = job_log_path(args.runs_dir or default_runs_dir(), args.id)
-        if not path.exists():
+        text = jobs.job_log(args.id, args.runs_dir)
+        if not text:
             raise InputError(f"job {args.id} has no log yet; it has not started")
-        print(path.read_text(errors="replace"), end="")
+        print(text, end="")
         return 0
     action = {"show": jobs.get, "cancel": jobs.cancel, "resume": jobs.resume}[
         args.action

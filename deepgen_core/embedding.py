@@ -69,7 +69,9 @@ def project(
         )
     if method == "pca":
         n_components = min(2, features.shape[1])
-        coords = PCA(n_components=n_components, random_state=seed).fit_transform(features)
+        coords = PCA(n_components=n_components, random_state=seed).fit_transform(
+            features
+        )
         if n_components == 1:
             coords = np.column_stack([coords[:, 0], np.zeros(n_samples)])
         return coords.astype(np.float32)

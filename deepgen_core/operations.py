@@ -6,6 +6,7 @@ figure is computed the same way wherever it is shown.
 
 from __future__ import annotations
 
+import io
 import logging
 import time
 import warnings
@@ -16,9 +17,11 @@ import torch
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.svm import SVC, LinearSVC
 
+from .checkpoint import atomic_write_bytes
 from .data import USER_FILE_SUFFIXES, load_dataset
 from .dbn import DBNModule, train_dbn
 from .device import make_generator, resolve_device
+from .embedding import embedding_key, project
 from .errors import InputError
 from .finetune import FinetuneConfig, finetune_backprop
 from .progress import ProgressCallback, StopCheck
@@ -241,6 +244,43 @@ def probe_run(
     result = probe_features(train, dataset.y_train, test, dataset.y_test, classifier, c)
     result.update(spec=selection.spec(), stage=stage, run=str(run.path))
     return result
+
+
+def embed_run(run: Run, params: dict) -> dict:
+    """Project a stage's chosen units to 2-D and save it in the run folder.
+
+    ``params`` holds ``stage``, ``units``, ``split``, ``method``,
+    ``n_neighbors``, ``min_dist``, ``metric`` and ``seed``. The result is
+    cached in ``embeddings/KEY.npz`` (arrays ``coords``, ``labels``, ``rows``)
+    under a key made from those parameters; a second call reads the file.
+    """
+    keyed = {k: params[k] for k in sorted(params) if k != "run"}
+    folder = run.path / "embeddings"
+    path = folder / f"{embedding_key(keyed)}.npz"
+    if path.exists():
+        return {"path": str(path), "cached": True, **keyed}
+    dbn = run.load_stage(params["stage"])
+    dataset = run.dataset()
+    x = dataset.x_train if params["split"] == "train" else dataset.x_test
+    y = dataset.y_train if params["split"] == "train" else dataset.y_test
+    started = time.perf_counter()
+    coords = project(
+        features(dbn, x, params["units"]),
+        params["method"],
+        params["n_neighbors"],
+        params["min_dist"],
+        params["metric"],
+        params["seed"],
+    )
+    seconds = time.perf_counter() - started
+    folder.mkdir(exist_ok=True)
+    arrays = {"coords": coords, "rows": np.arange(len(x))}
+    if y is not None:
+        arrays["labels"] = y
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
+    return {"path": str(path), "cached": False, "seconds": round(seconds, 3), **keyed}
 
 
 def sample_run(

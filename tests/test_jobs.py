@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import pytest
 import torch
 
@@ -55,7 +56,7 @@ def runs_dir(tmp_path):
 
 @pytest.fixture
 def worker(runs_dir):
-    process = start_worker(runs_dir)
+    process = start_worker(runs_dir, "--no-warm")
     yield process
     stop(process)
 
@@ -180,7 +181,7 @@ def test_two_workers_share_queue_without_repeats(runs_dir):
         jobs.submit("train", tiny_train_params(runs_dir / f"tiny-{i}"), runs_dir).id
         for i in range(20)
     ]
-    workers = [start_worker(runs_dir), start_worker(runs_dir)]
+    workers = [start_worker(runs_dir, "--no-warm"), start_worker(runs_dir, "--no-warm")]
     try:
         for job_id in job_ids:
             assert jobs.wait(job_id, timeout=300, runs_dir=runs_dir).state == "done"
@@ -240,7 +241,9 @@ def test_app_worker_started_twice_runs_once(runs_dir):
 
 def test_worker_stops_when_parent_exits(runs_dir):
     parent = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    worker = start_worker(runs_dir, "--singleton", "--parent-pid", str(parent.pid))
+    worker = start_worker(
+        runs_dir, "--no-warm", "--singleton", "--parent-pid", str(parent.pid)
+    )
     try:
         wait_for(lambda: lock_holder(runs_dir), 30, "worker did not start")
         parent.kill()
@@ -346,3 +349,46 @@ def test_failed_job_keeps_error_and_log(runs_dir, worker, tmp_path):
     assert f"job {job.id} failed" in failed.log_tail
     later = jobs.submit("train", tiny_train_params(runs_dir / "after"), runs_dir)
     assert jobs.wait(later.id, timeout=120, runs_dir=runs_dir).state == "done"
+
+
+def test_embed_jobs_run_in_warm_process(runs_dir, small_mnist_npz):
+    rbm = RBMTrainingConfig(epochs=1, batch_size=50)
+    config = RunConfig(str(small_mnist_npz), DBNConfig([32, 16], rbm=rbm), "cpu")
+    train_run(str(runs_dir / "small"), config)
+    process = start_worker(runs_dir)
+    try:
+        first = jobs.submit(
+            "embed", {"run": str(runs_dir / "small"), "units": "1:*"}, runs_dir
+        )
+        second = jobs.submit(
+            "embed",
+            {"run": str(runs_dir / "small"), "units": "2:*", "method": "pca"},
+            runs_dir,
+        )
+        done = [
+            jobs.wait(j.id, timeout=300, runs_dir=runs_dir) for j in (first, second)
+        ]
+    finally:
+        stop(process)
+    assert [j.state for j in done] == ["done", "done"]
+    assert done[0].pid is None  # cleared when the job finished
+    pids = {
+        int(line.split("pid ")[1].split(",")[0])
+        for j in done
+        for line in jobs.job_log(j.id, runs_dir).splitlines()
+        if "started in process pid" in line
+    }
+    assert len(pids) == 1, "both jobs should run in the one warm process"
+    saved = np.load(done[0].result["path"], allow_pickle=False)
+    assert saved["coords"].shape == (200, 2)
+    assert saved["labels"].shape == (200,)
+    again = jobs.submit(
+        "embed", {"run": str(runs_dir / "small"), "units": "1:*"}, runs_dir
+    )
+    worker = start_worker(runs_dir, "--no-warm")
+    try:
+        cached = jobs.wait(again.id, timeout=300, runs_dir=runs_dir)
+    finally:
+        stop(worker)
+    assert cached.result["cached"] is True
+    assert cached.result["path"] == done[0].result["path"]

@@ -5,7 +5,17 @@ process, so that the app never waits on it. The client functions here are
 what the pages and the CLI call.
 """
 
-from .client import cancel, events, get, list, open_store, resume, submit, wait
+from .client import (
+    cancel,
+    events,
+    get,
+    job_log,
+    list,
+    open_store,
+    resume,
+    submit,
+    wait,
+)
 from .store import FINISHED, STATES, Job, JobStore
 from .worker import Worker, ensure_worker
 
@@ -19,6 +29,7 @@ __all__ = [
     "ensure_worker",
     "events",
     "get",
+    "job_log",
     "list",
     "open_store",
     "resume",

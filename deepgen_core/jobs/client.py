@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from ..errors import InputError
+from .executor import job_log_path
 from .kinds import default_runs_dir, get_kind
 from .store import FINISHED, Job, JobStore
 
@@ -103,6 +104,13 @@ def resume(job_id: int, runs_dir: str | os.PathLike | None = None) -> Job:
         return store.get(job_id)
     finally:
         store.close()
+
+
+def job_log(job_id: int, runs_dir: str | os.PathLike | None = None) -> str:
+    """The log a job's process wrote; empty before it has started."""
+    get(job_id, runs_dir)
+    path = job_log_path(runs_dir or default_runs_dir(), job_id)
+    return path.read_text(errors="replace") if path.exists() else ""
 
 
 def wait(

@@ -23,7 +23,7 @@ from typing import Protocol
 from ..errors import InputError, TrainingDiverged
 from ..progress import Progress, TrainingCancelled
 from .kinds import get_kind
-from .store import JobStore
+from .store import Job, JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -39,8 +39,8 @@ LOG_TAIL_LINES = 40
 class Executor(Protocol):
     """Starts jobs and reports when they end."""
 
-    def start(self, runs_dir: Path, job_id: int) -> object:
-        """Start job ``job_id`` and return a handle for it."""
+    def start(self, runs_dir: Path, job: Job) -> object:
+        """Start ``job`` and return a handle for it."""
 
     def exit_code(self, handle: object) -> int | None:
         """The handle's exit code once it has ended, else None."""
@@ -51,30 +51,145 @@ class Executor(Protocol):
     def kill(self, handle: object) -> None:
         """End the job at once."""
 
+    def close(self) -> None:
+        """Release what the executor holds, such as a warm process."""
+
+
+class WarmProcess:
+    """A long-lived child that has compiled UMAP and runs light jobs in turn.
+
+    Started with the worker, it imports umap-learn and runs a small
+    projection first, so that the first projection a user asks for does not
+    pay the compile time. It runs one job at a time.
+    """
+
+    def __init__(self, context) -> None:
+        self.connection, child_end = context.Pipe()
+        self.process = context.Process(
+            target=serve_warm_jobs, args=(child_end,), name="deepgen-warm", daemon=True
+        )
+        self.process.start()
+        self.ready = False
+        self.current: int | None = None
+        self.finished: set[int] = set()
+
+    def poll(self) -> None:
+        """Read the messages the warm process has sent."""
+        try:
+            while self.connection.poll():
+                message = self.connection.recv()
+                if message[0] == "ready":
+                    self.ready = True
+                    logger.info("warm process ready after %.1f s", message[1])
+                elif message[0] == "finished":
+                    self.finished.add(message[1])
+                    self.current = None
+        except (EOFError, OSError):
+            pass
+
+    @property
+    def alive(self) -> bool:
+        return self.process.exitcode is None
+
+    def idle(self) -> bool:
+        """Whether no job runs here; a job sent during the warm-up waits for it,
+        which is quicker than compiling UMAP again in a new process."""
+        self.poll()
+        return self.alive and self.current is None
+
+    def run(self, runs_dir: Path, job_id: int) -> None:
+        self.current = job_id
+        self.connection.send((str(runs_dir), job_id))
+
+    def close(self) -> None:
+        if self.alive:
+            try:
+                self.connection.send(None)
+            except OSError:
+                pass
+            self.process.join(timeout=5)
+            if self.alive:
+                self.process.kill()
+
+
+def serve_warm_jobs(connection) -> None:
+    """Body of the warm process: warm up UMAP, then run the jobs sent to it."""
+    from ..embedding import warm_up_umap
+
+    connection.send(("ready", warm_up_umap()))
+    while True:
+        try:
+            message = connection.recv()
+        except EOFError:
+            return
+        if message is None:
+            return
+        runs_dir, job_id = message
+        run_job(runs_dir, job_id)
+        connection.send(("finished", job_id))
+
+
+class WarmHandle:
+    """A job running in the warm process."""
+
+    def __init__(self, warm: WarmProcess, job_id: int) -> None:
+        self.warm = warm
+        self.job_id = job_id
+
 
 class LocalProcessExecutor:
-    """One ``spawn``-started child process per job on this machine."""
+    """Child processes on this machine, started with ``spawn``.
 
-    def __init__(self) -> None:
+    Kinds marked ``warm`` (projections, probes) run in the warm process when
+    it is idle, and otherwise in a child of their own like every other job.
+    """
+
+    def __init__(self, warm: bool = True) -> None:
         self._context = multiprocessing.get_context("spawn")
+        self.warm = WarmProcess(self._context) if warm else None
 
-    def start(self, runs_dir: Path, job_id: int) -> multiprocessing.Process:
+    def start(self, runs_dir: Path, job: Job) -> object:
+        if self.warm is not None and get_kind(job.kind).warm and self.warm.idle():
+            self.warm.run(runs_dir, job.id)
+            return WarmHandle(self.warm, job.id)
         process = self._context.Process(
-            target=run_job, args=(str(runs_dir), job_id), name=f"deepgen-job-{job_id}"
+            target=run_job, args=(str(runs_dir), job.id), name=f"deepgen-job-{job.id}"
         )
         process.start()
         return process
 
-    def exit_code(self, handle: multiprocessing.Process) -> int | None:
+    def exit_code(self, handle: object) -> int | None:
+        if isinstance(handle, WarmHandle):
+            handle.warm.poll()
+            if handle.job_id in handle.warm.finished:
+                handle.warm.finished.discard(handle.job_id)
+                return 0
+            if not handle.warm.alive:
+                self._restart_warm()
+                return handle.warm.process.exitcode
+            return None
         return handle.exitcode
 
-    def stop(self, handle: multiprocessing.Process) -> None:
-        if handle.exitcode is None:
-            os.kill(handle.pid, signal.SIGTERM)
+    def _restart_warm(self) -> None:
+        logger.warning(
+            "warm process exited with code %s; starting a new one",
+            self.warm.process.exitcode,
+        )
+        self.warm = WarmProcess(self._context)
 
-    def kill(self, handle: multiprocessing.Process) -> None:
-        if handle.exitcode is None:
-            handle.kill()
+    def stop(self, handle: object) -> None:
+        process = handle.warm.process if isinstance(handle, WarmHandle) else handle
+        if process.exitcode is None:
+            os.kill(process.pid, signal.SIGTERM)
+
+    def kill(self, handle: object) -> None:
+        process = handle.warm.process if isinstance(handle, WarmHandle) else handle
+        if process.exitcode is None:
+            process.kill()
+
+    def close(self) -> None:
+        if self.warm is not None:
+            self.warm.close()
 
 
 def job_log_path(runs_dir: str | os.PathLike, job_id: int) -> Path:
@@ -149,20 +264,28 @@ def run_job(runs_dir: str, job_id: int) -> None:
     root.setLevel(logging.INFO)
 
     context = _JobContext(runs_dir, job_id)
-    signal.signal(signal.SIGTERM, lambda *_: context.shutdown.set())
+    previous_handler = signal.signal(signal.SIGTERM, lambda *_: context.shutdown.set())
     store = context.store
     store.set_pid(job_id, os.getpid())
     job = store.get(job_id)
     kind = get_kind(job.kind)
     beat = threading.Thread(target=context.beat_forever, daemon=True)
     beat.start()
-    logger.info("job %d (%s) started, attempt %d", job_id, job.kind, job.attempts)
+    logger.info(
+        "job %d (%s) started in process pid %d, attempt %d",
+        job_id,
+        job.kind,
+        os.getpid(),
+        job.attempts,
+    )
     try:
         result = kind.run(job.params, job.resume, context.progress, context.should_stop)
     except TrainingCancelled:
-        if context.shutdown.is_set() and not context.cancel.is_set() and kind.resumable:
-            logger.info("job %d stopped for shutdown; queued to resume", job_id)
-            store.requeue(job_id, "worker stopped", resume=True)
+        if context.shutdown.is_set() and not context.cancel.is_set():
+            logger.info(
+                "job %d stopped because the worker stopped; queued again", job_id
+            )
+            store.requeue(job_id, "worker stopped", resume=kind.resumable)
         else:
             logger.info("job %d cancelled", job_id)
             store.finish(job_id, "cancelled")
@@ -177,6 +300,7 @@ def run_job(runs_dir: str, job_id: int) -> None:
         logger.info("job %d done: %s", job_id, result)
         store.finish(job_id, "done", result=result)
     finally:
+        signal.signal(signal.SIGTERM, previous_handler)
         context.done.set()
         beat.join(timeout=5)
         handler.close()

@@ -12,12 +12,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..embedding import check_embedding_params
 from ..errors import InputError
 from ..finetune import FinetuneConfig
 from ..operations import (
     CLASSIFIERS,
     DEFAULT_C,
     check_run_config,
+    embed_run,
     finetune_run,
     layer_sizes,
     probe_run,
@@ -39,6 +41,9 @@ class JobKind:
     """Runs the job; the flag says whether to resume from a checkpoint."""
     run_dir: Callable[[dict], str | None]
     resumable: bool = False
+    """Whether a stopped job can continue from a checkpoint."""
+    warm: bool = False
+    """Whether the job runs in the worker's warm process when it is idle."""
 
 
 def _require(params: dict, *names: str) -> None:
@@ -151,12 +156,45 @@ def run_probe(
     )
 
 
+# embed -------------------------------------------------------------------------
+
+
+def validate_embed(params: dict) -> dict:
+    checked = validate_probe({**params, "classifier": "linear-svm"})
+    method = params.get("method", "umap")
+    n_neighbors = int(params.get("n_neighbors", 15))
+    min_dist = float(params.get("min_dist", 0.1))
+    metric = params.get("metric", "euclidean")
+    check_embedding_params(method, n_neighbors, min_dist, metric)
+    split = params.get("split", "test")
+    if split not in ("train", "test"):
+        raise InputError(f"split must be train or test, got {split!r}")
+    return {
+        "run": checked["run"],
+        "stage": checked["stage"],
+        "units": checked["units"],
+        "split": split,
+        "method": method,
+        "n_neighbors": n_neighbors,
+        "min_dist": min_dist,
+        "metric": metric,
+        "seed": int(params.get("seed", 0)),
+    }
+
+
+def run_embed(
+    params: dict, resume: bool, progress: ProgressCallback, should_stop: StopCheck
+) -> dict:
+    return embed_run(open_run(params["run"]), params)
+
+
 KINDS: dict[str, JobKind] = {
     kind.name: kind
     for kind in (
         JobKind("train", validate_train, run_train, lambda p: p["out"], resumable=True),
         JobKind("finetune", validate_finetune, run_finetune, lambda p: p["run"]),
-        JobKind("probe", validate_probe, run_probe, lambda p: None),
+        JobKind("probe", validate_probe, run_probe, lambda p: None, warm=True),
+        JobKind("embed", validate_embed, run_embed, lambda p: None, warm=True),
     )
 }
 

@@ -62,6 +62,8 @@ class Worker:
     parent_pid : int or None
         Stop once this process has exited.
     executor : Executor, default LocalProcessExecutor
+    warm : bool
+        Start the warm process that compiles UMAP (LocalProcessExecutor only).
     """
 
     def __init__(
@@ -70,12 +72,14 @@ class Worker:
         max_jobs: int = 1,
         parent_pid: int | None = None,
         executor: Executor | None = None,
+        warm: bool = True,
     ) -> None:
         self.runs_dir = Path(runs_dir)
         self.store = JobStore(self.runs_dir)
         self.max_jobs = max_jobs
         self.parent_pid = parent_pid
-        self.executor = executor or LocalProcessExecutor()
+        self.executor = executor
+        self.warm = warm
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.handles: dict[int, object] = {}
         self.stopping = False
@@ -116,6 +120,8 @@ class Worker:
         """Poll, claim and watch jobs until stopped (SIGTERM, SIGINT, parent gone)."""
         signal.signal(signal.SIGTERM, self.request_stop)
         signal.signal(signal.SIGINT, self.request_stop)
+        if self.executor is None:
+            self.executor = LocalProcessExecutor(warm=self.warm)
         self.store.register_worker(self.id, os.getpid())
         logger.info(
             "worker %s started on %s (max %d jobs)",
@@ -149,7 +155,7 @@ class Worker:
             if job is None:
                 return
             logger.info("job %d (%s) claimed", job.id, job.kind)
-            self.handles[job.id] = self.executor.start(self.runs_dir, job.id)
+            self.handles[job.id] = self.executor.start(self.runs_dir, job)
 
     def reap_children(self) -> None:
         for job_id, handle in list(self.handles.items()):
@@ -203,6 +209,8 @@ class Worker:
             logger.warning("job %d did not stop in time; killing it", job_id)
             self.executor.kill(handle)
         self.reap_children()
+        if self.executor is not None:
+            self.executor.close()
         self.store.worker_stopped(self.id)
         logger.info("worker %s stopped", self.id)
         if self.lock_file is not None:
