@@ -107,7 +107,7 @@ def resume(job_id: int, runs_dir: str | os.PathLike | None = None) -> Job:
 
 
 def job_log(job_id: int, runs_dir: str | os.PathLike | None = None) -> str:
-    """The log a job's process wrote; empty before it has started."""
+    """Return the log a job's process wrote, empty before it has started."""
     get(job_id, runs_dir)
     path = job_log_path(runs_dir or default_runs_dir(), job_id)
     return path.read_text(errors="replace") if path.exists() else ""

@@ -29,7 +29,7 @@ logger = logging.getLogger(__name__)
 
 HEARTBEAT_SECONDS = 0.25
 PROGRESS_SECONDS = 0.5
-"""Least time between two progress events from the training loop."""
+"""Minimum time between two progress events from the training loop."""
 REPEAT_PROGRESS_SECONDS = 0.5
 """Without a new report for this long, the last one is sent again, so that
 watchers get an event at least once a second even during a slow checkpoint."""
@@ -43,7 +43,7 @@ class Executor(Protocol):
         """Start ``job`` and return a handle for it."""
 
     def exit_code(self, handle: object) -> int | None:
-        """The handle's exit code once it has ended, else None."""
+        """Return the handle's exit code once it has ended, else None."""
 
     def stop(self, handle: object) -> None:
         """Ask the job to stop at its next batch boundary."""
@@ -92,8 +92,11 @@ class WarmProcess:
         return self.process.exitcode is None
 
     def idle(self) -> bool:
-        """Whether no job runs here; a job sent during the warm-up waits for it,
-        which is quicker than compiling UMAP again in a new process."""
+        """Return whether no job runs here.
+
+        A job sent during the warm-up waits for it, which is quicker than
+        compiling UMAP again in a new process.
+        """
         self.poll()
         return self.alive and self.current is None
 
@@ -250,7 +253,7 @@ class _JobContext:
 def run_job(runs_dir: str, job_id: int) -> None:
     """Run job ``job_id`` to its end and record the outcome in the store.
 
-    SIGTERM asks the job to stop at the next batch boundary; a resumable job
+    SIGTERM makes the job stop at the next batch boundary; a resumable job
     is then queued again to continue from its checkpoint.
     """
     log_path = job_log_path(runs_dir, job_id)

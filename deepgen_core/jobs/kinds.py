@@ -38,7 +38,7 @@ class JobKind:
     validate: Callable[[dict], dict]
     """Returns the parameters to store, or raises InputError."""
     run: Callable[[dict, bool, ProgressCallback, StopCheck], dict]
-    """Runs the job; the flag says whether to resume from a checkpoint."""
+    """Runs the job; the flag is true to resume from a checkpoint."""
     run_dir: Callable[[dict], str | None]
     resumable: bool = False
     """Whether a stopped job can continue from a checkpoint."""
@@ -208,5 +208,5 @@ def get_kind(name: str) -> JobKind:
 
 
 def default_runs_dir() -> Path:
-    """The runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` in the current folder."""
+    """Return the runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` here."""
     return Path(os.environ.get("DEEPGEN_RUNS_DIR", "runs"))

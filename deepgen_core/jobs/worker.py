@@ -3,9 +3,9 @@
 A worker polls the store for queued jobs, claims each one atomically and
 hands it to its :class:`~deepgen_core.jobs.executor.Executor`. It notices
 when a job's process ends without recording an outcome (killed, out of
-memory) and when another worker's jobs stop sending heartbeats; a resumable
-job is then queued again to continue from its last checkpoint, any other is
-marked failed. Nothing is silently lost.
+memory) and when another worker's jobs stop sending heartbeats. A resumable
+job is then queued again to continue from its last checkpoint, and any other
+is marked failed, so nothing is silently lost.
 
 The app starts one worker per runs folder: ``--singleton`` makes a worker
 hold ``worker.lock`` in the runs folder for its lifetime, so a second one
@@ -218,7 +218,7 @@ class Worker:
 
 
 def lock_holder(runs_dir: str | os.PathLike) -> dict | None:
-    """The live singleton worker of ``runs_dir`` (pid, id, heartbeat), or None."""
+    """Return the live singleton worker of ``runs_dir`` (pid, id, heartbeat), or None."""
     path = Path(runs_dir) / LOCK_NAME
     if not path.exists():
         return None
