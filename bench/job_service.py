@@ -63,7 +63,9 @@ def wait_registered(runs_dir: Path, timeout: float = 60) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--jobs", type=int, default=50, help="jobs to submit (default: 50)")
+    parser.add_argument(
+        "--jobs", type=int, default=50, help="jobs to submit (default: 50)"
+    )
     parser.add_argument(
         "--idle-seconds", type=float, default=10.0, help="idle CPU window (default: 10)"
     )
@@ -72,7 +74,15 @@ def main() -> None:
 
     runs_dir = Path(tempfile.mkdtemp(prefix="deepgen-bench-")) / "runs"
     worker = subprocess.Popen(
-        [sys.executable, "-m", "deepgen_core", "-q", "worker", "--runs-dir", str(runs_dir)]
+        [
+            sys.executable,
+            "-m",
+            "deepgen_core",
+            "-q",
+            "worker",
+            "--runs-dir",
+            str(runs_dir),
+        ]
     )
     try:
         wait_registered(runs_dir)
@@ -126,7 +136,9 @@ def main() -> None:
     ]
     print(f"job service, {args.jobs} jobs, worker pid {worker.pid}")
     for name, value, target, ok in rows:
-        print(f"  {name:<28} {value:>22}   target {target:<6} {'PASS' if ok else 'MISS'}")
+        print(
+            f"  {name:<28} {value:>22}   target {target:<6} {'PASS' if ok else 'MISS'}"
+        )
     print(
         f"  end to end per job (spawn, import, train, record): "
         f"{figures['seconds_per_job_end_to_end']:.2f} s"

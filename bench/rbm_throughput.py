@@ -14,29 +14,39 @@ deepgen
     calls ``CDTrainer.step`` once per batch. It runs on ``--device``.
 scikit-learn float32, scikit-learn float64
     ``BernoulliRBM.fit`` on the same rows as float32 and as float64, always on
-    the CPU with numpy's BLAS limited to the torch thread count. In scikit-learn
-    1.9.1 ``fit`` keeps float32 input in float32, whereas ``partial_fit``
-    always converts to float64; the script prints the dtype that ``fit``
-    used. ``BernoulliRBM`` trains with
-    persistent chains (PCD) and no momentum or weight decay, but it computes
-    the same five matrix products per batch as CD-1. It walks the rows in
-    order without shuffling, and each timed ``fit`` call includes the
-    validation of the input and the drawing of the initial weights.
+    the CPU with numpy's BLAS limited to the torch thread count. In
+    scikit-learn 1.9.1 ``fit`` keeps float32 input in float32, whereas
+    ``partial_fit`` always converts to float64, and the script prints the
+    dtype that ``fit`` used. ``BernoulliRBM`` trains with persistent chains
+    (PCD) and no momentum or weight decay, but it computes the same five
+    matrix products per batch as CD-1. It walks the rows in order without
+    shuffling, and each timed ``fit`` call includes the validation of the
+    input and the drawing of the initial weights.
 matmul bound
     Only the five matrix products that one ``CDTrainer.step`` issues for
-    CD-1, as the same torch calls, on the same device with the same threads:
-    ``addmm`` for the hidden inputs of the data and of the reconstruction,
-    ``mm`` for the visible input, and two ``addmm_`` calls into the weight
-    increment for the positive and negative statistics. It is the throughput
-    that deepgen would reach if sampling, sigmoids, data gathering and the
+    CD-1, made with the same torch calls on the same device and threads.
+    These are ``addmm`` for the hidden inputs of the data and of the
+    reconstruction, ``mm`` for the visible input, and two ``addmm_`` calls
+    into the weight increment for the positive and negative statistics. The
+    products reuse preallocated outputs, so the figure approximates what
+    deepgen would reach if sampling, sigmoids, data gathering and the
     parameter updates cost nothing. The script also prints its GFLOP/s.
 
 The measurements run interleaved (deepgen, scikit-learn float32,
-scikit-learn float64, matmul bound, then again) for ``--rounds`` rounds, and
-the script reports the median of each figure and the median of the per-round
+scikit-learn float64, matmul bound, then again) for ``--rounds`` rounds. The
+script reports the median of each figure and the median of the per-round
 ratios, so that a drift in the machine's speed affects every figure alike.
 The ratio targets are deepgen / scikit-learn float32 >= 2 and deepgen /
 matmul bound >= 0.80.
+
+On a machine where other processes keep the cores busy, several threads per
+process wait on each other and every figure can drop tenfold from one round
+to the next. The script prints a note when a figure varies by more than
+``SPREAD_WARNING`` between rounds; ``--threads 1`` then gives steadier
+figures.
+
+NOTE: ``--device cuda`` synchronises before every clock reading but has not
+yet been run on a GPU.
 """
 
 from __future__ import annotations
@@ -57,6 +67,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from deepgen_core.data import load_dataset
 from deepgen_core.device import DEVICE_CHOICES, make_generator, resolve_device
+from deepgen_core.errors import InputError
 from deepgen_core.rbm import RBMModule
 from deepgen_core.training import CDTrainer, RBMTrainingConfig
 
@@ -67,6 +78,8 @@ LEARNING_RATE = 0.1
 MATMULS_PER_STEP = 5
 SKLEARN_TARGET = 2.0
 MATMUL_TARGET = 0.80
+SPREAD_WARNING = 1.3
+"""Ratio of the fastest to the slowest round above which the report warns."""
 FIGURES = ("deepgen", "sklearn_float32", "sklearn_float64", "matmul_bound")
 LABELS = {
     "deepgen": "deepgen CD-1",
@@ -102,7 +115,12 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="CPU threads for torch and numpy's BLAS (default: torch's default)",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the random generators and initial weights (default: 0)",
+    )
     parser.add_argument(
         "--json", action="store_true", help="also print the figures as JSON"
     )
@@ -128,7 +146,7 @@ def synchronize(device: torch.device) -> None:
 def run_for(
     seconds: float, device: torch.device, run_chunk: Callable[[], int]
 ) -> float:
-    """Call ``run_chunk`` until ``seconds`` have passed; return samples per second.
+    """Call ``run_chunk`` until ``seconds`` have passed and return samples/s.
 
     ``run_chunk`` returns the number of samples it trained on. The clock is
     read only after the device has finished the queued work.
@@ -144,7 +162,7 @@ def run_for(
             return samples / elapsed
 
 
-# The three contenders -------------------------------------------------------
+# What is measured -----------------------------------------------------------
 
 
 class DeepgenRun:
@@ -206,6 +224,10 @@ class MatmulRun:
 def sklearn_samples_per_second(
     x: np.ndarray, n_iter: int, threads: int, seed: int
 ) -> tuple[float, BernoulliRBM]:
+    """Time one ``BernoulliRBM.fit`` of ``n_iter`` epochs on ``x``.
+
+    Returns the samples per second and the fitted model.
+    """
     model = BernoulliRBM(
         n_components=N_HIDDEN,
         batch_size=BATCH_SIZE,
@@ -264,23 +286,25 @@ def print_report(report: dict) -> None:
         f"({env['n_rows']} training rows, float32)"
     )
     print(
-        f"torch {env['torch']}, device {env['device']}, {env['threads']} torch "
-        f"threads, CPU: {env['cpu']}"
+        f"torch {env['torch']}, device {env['device']}, torch threads: "
+        f"{env['threads']}, CPU: {env['cpu']}"
     )
     if env.get("gpu"):
         print(f"GPU: {env['gpu']}")
     print(
         f"scikit-learn {env['sklearn']}, numpy {env['numpy']}, BLAS: "
-        f"{env['blas']}, limited to {env['threads']} threads here"
+        f"{env['blas']}, threads here: {env['threads']}"
+    )
+    sklearn_run = report["sklearn"]
+    print(
+        f"scikit-learn BernoulliRBM.fit trained in {sklearn_run['dtype_float32']} "
+        f"on float32 input and in {sklearn_run['dtype_float64']} on float64 input "
+        f"(partial_fit always converts to float64); n_iter={sklearn_run['n_iter']} "
+        "per measurement"
     )
     print(
-        f"scikit-learn BernoulliRBM.fit trained in {env['sklearn_dtype_float32']} "
-        f"on float32 input and in {env['sklearn_dtype_float64']} on float64 input "
-        "(partial_fit always converts to float64)"
-    )
-    print(
-        f"{report['rounds']} interleaved rounds of {report['seconds']:g} s "
-        "per measurement; medians\n"
+        f"interleaved rounds: {report['rounds']}, {report['seconds']:g} s per "
+        "measurement; the figures are medians\n"
     )
 
     print(f"{'':24}{'samples/s':>12}   per round")
@@ -297,6 +321,23 @@ def print_report(report: dict) -> None:
         goal = f"target >= {target:g}" if target else "no target"
         outcome = verdict(ratio["median"], target) if target else ""
         print(f"{ratio['name']:36}{ratio['median']:7.2f}   {goal:16}{outcome}")
+
+    unsteady = {
+        LABELS[name]: spread
+        for name, spread in report["spread"].items()
+        if spread > SPREAD_WARNING
+    }
+    if unsteady:
+        listing = ", ".join(
+            f"{label} {spread:.1f}x" for label, spread in unsteady.items()
+        )
+        remedies = "on a quieter machine or with more --rounds"
+        if env["threads"] > 1:
+            remedies += ", or with --threads 1"
+        print(
+            f"\nNOTE: fastest / slowest round: {listing}. The machine's speed "
+            f"changed during the run, so the ratios are uncertain. Rerun {remedies}."
+        )
 
 
 def build_report(
@@ -349,6 +390,9 @@ def build_report(
         "rounds": args.rounds,
         "per_round": per_round,
         "median": median,
+        "spread": {
+            name: max(values) / min(values) for name, values in per_round.items()
+        },
         "matmul_gflops": gflops(median["matmul_bound"], x.shape[1]),
         "ratios": ratios,
     }
@@ -357,20 +401,20 @@ def build_report(
 # Main -------------------------------------------------------------------------
 
 
-def main() -> None:
-    args = parse_args()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
-    threads = torch.get_num_threads()
-    device = resolve_device(args.device)
+def measure(
+    args: argparse.Namespace, device: torch.device, threads: int, x32: np.ndarray
+) -> tuple[dict[str, list[float]], dict]:
+    """Run the interleaved rounds of all four measurements.
 
-    x32 = np.ascontiguousarray(load_dataset(DATASET).x_train, dtype=np.float32)
+    Returns the samples per second of every round for each figure, and the
+    ``n_iter`` and training dtypes of the scikit-learn runs.
+    """
     x64 = x32.astype(np.float64)
     data = torch.from_numpy(x32).to(device)
     deepgen = DeepgenRun(data, args.seed)
     matmul = MatmulRun(data, args.seed)
 
-    # Warm up every path once; the first scikit-learn epoch sets n_iter so
+    # Warm up every path once. The first scikit-learn epoch sets n_iter so
     # that one fit lasts about --seconds.
     deepgen.run_epoch()
     matmul.run_epoch()
@@ -393,11 +437,28 @@ def main() -> None:
     for _ in range(args.rounds):
         for name in FIGURES:
             per_round[name].append(measurements[name]())
+    sklearn_facts = {
+        "n_iter": n_iter,
+        "dtype_float32": str(model32.components_.dtype),
+        "dtype_float64": str(model64.components_.dtype),
+    }
+    return per_round, sklearn_facts
 
+
+def main() -> None:
+    args = parse_args()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
+    try:
+        device = resolve_device(args.device)
+    except InputError as error:
+        raise SystemExit(f"error: {error}") from None
+    x32 = np.ascontiguousarray(load_dataset(DATASET).x_train, dtype=np.float32)
+
+    per_round, sklearn_facts = measure(args, device, threads, x32)
     report = build_report(args, device, threads, x32, per_round)
-    report["environment"]["sklearn_dtype_float32"] = str(model32.components_.dtype)
-    report["environment"]["sklearn_dtype_float64"] = str(model64.components_.dtype)
-    report["sklearn_n_iter"] = n_iter
+    report["sklearn"] = sklearn_facts
     print_report(report)
     if args.json:
         print(json.dumps(report, indent=2))

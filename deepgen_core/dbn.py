@@ -30,7 +30,7 @@ from torch import nn
 from .device import make_generator
 from .errors import InputError
 from .progress import ProgressCallback, StopCheck, format_figures
-from .rbm import RBMModule
+from .rbm import RBMModule, sample_bernoulli
 from .training import (
     CDTrainer,
     RBMTrainingConfig,
@@ -237,7 +237,7 @@ class DBNModule(nn.Module):
         device = self.device
         n_units = top.n_visible - k
         noise = torch.full((n_samples, n_units), 0.5, device=device)
-        v = torch.bernoulli(noise, generator=generator)
+        v = sample_bernoulli(noise, generator)
         clamp = None
         if k:
             if label is None:

@@ -41,6 +41,26 @@ from .errors import InputError
 VISIBLE_TYPES = ("bernoulli", "gaussian")
 
 
+def sample_bernoulli(
+    probs: torch.Tensor, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw 0/1 values that are 1 with probability ``probs``, same dtype.
+
+    One uniform draw per element compared with its probability: on the CPU
+    this is several times faster than ``torch.bernoulli`` (torch 2.13), which
+    matters because a 100x500 draw costs as much as one of a CD step's
+    matrix products. Raises RuntimeError for NaN probabilities, which only
+    diverged weights produce.
+    """
+    if torch.isnan(probs.sum()):
+        raise RuntimeError(
+            "probabilities contain NaN because the weights diverged; lower the "
+            "learning rate"
+        )
+    sample = torch.empty_like(probs).uniform_(generator=generator)
+    return sample.lt_(probs)
+
+
 class RBMModule(nn.Module):
     """An RBM as a torch module; its methods are the model's conditionals.
 
@@ -152,7 +172,7 @@ class RBMModule(nn.Module):
 
     def hidden_probs(self, v: torch.Tensor) -> torch.Tensor:
         """``p(h_j = 1 | v)`` for every hidden unit, shape (batch, n_hidden)."""
-        return torch.sigmoid(self.hidden_input(v))
+        return self.hidden_input(v).sigmoid_()
 
     def visible_input(self, h: torch.Tensor) -> torch.Tensor:
         """Total input to each visible unit, shape (batch, n_visible).
@@ -183,7 +203,7 @@ class RBMModule(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw ``h ~ p(h | v)``; return ``(probabilities, sample)``."""
         probs = self.hidden_probs(v)
-        return probs, torch.bernoulli(probs, generator=generator)
+        return probs, sample_bernoulli(probs, generator)
 
     def sample_visible(
         self, h: torch.Tensor, generator: torch.Generator | None = None
@@ -196,9 +216,9 @@ class RBMModule(nn.Module):
             )
             return mean, mean + self.sigma * noise
         if not self.n_labels:
-            return mean, torch.bernoulli(mean, generator=generator)
+            return mean, sample_bernoulli(mean, generator)
         k = self.n_labels
-        units = torch.bernoulli(mean[:, :-k], generator=generator)
+        units = sample_bernoulli(mean[:, :-k], generator)
         label = torch.multinomial(mean[:, -k:], 1, generator=generator).squeeze(1)
         return mean, torch.cat([units, F.one_hot(label, k).to(mean.dtype)], 1)
 

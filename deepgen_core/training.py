@@ -42,7 +42,7 @@ from .progress import (
     format_figures,
     report,
 )
-from .rbm import RBMModule
+from .rbm import RBMModule, sample_bernoulli
 
 logger = logging.getLogger(__name__)
 
@@ -247,7 +247,7 @@ class CDTrainer:
             return start.clone()
         k = self.rbm.n_labels
         units = start[:, : start.shape[1] - k]
-        binary = torch.bernoulli(units, generator=self.generator)
+        binary = sample_bernoulli(units, self.generator)
         return torch.cat([binary, start[:, start.shape[1] - k :]], 1)
 
     def negative_phase(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,16 +268,7 @@ class CDTrainer:
             h_probs = rbm.hidden_probs(v)
             if last:
                 break
-            if h_probs.device.type != "cpu":
-                h = torch.bernoulli(h_probs, generator=g)
-            elif math.isnan(float(h_probs.sum())):
-                raise RuntimeError(
-                    "hidden probabilities contain NaN because the weights "
-                    "diverged; lower the learning rate"
-                )
-            else:
-                # The same draws as torch.bernoulli, faster (see step).
-                h = torch.empty_like(h_probs).uniform_(generator=g).lt_(h_probs)
+            h = sample_bernoulli(h_probs, g)
         return v, h_probs
 
     @torch.no_grad()
@@ -291,27 +282,7 @@ class CDTrainer:
             start_probs = rbm.hidden_probs(self.chains)
         else:
             start_probs = h0_probs
-        if start_probs.device.type != "cpu":
-            # torch.bernoulli has its own Philox kernel on CUDA, and torch.rand
-            # is not known to give the same samples there, so keep it.
-            h_start = torch.bernoulli(start_probs, generator=g)
-        elif math.isnan(float(start_probs.sum())):
-            # torch.bernoulli raises on NaN too, and run_epoch then reports
-            # the divergence. The sum of values in [0, 1] is NaN only if one is.
-            raise RuntimeError(
-                "hidden probabilities contain NaN because the weights diverged; "
-                "lower the learning rate"
-            )
-        else:
-            # torch.bernoulli on the CPU draws one uniform per element in order
-            # and compares it with p, as uniform_ then lt_ do, so the samples
-            # and the generator state stay identical (torch 2.13). Its loop is
-            # 4-6x slower (0.7 ms for 100x500 on one Xeon core), as slow as
-            # one of the step's matrix products for a 784x500 RBM.
-            # NOTE: the equality rests on torch internals; recheck it with
-            # torch.equal after a torch upgrade.
-            h_start = torch.empty_like(start_probs).uniform_(generator=g)
-            h_start.lt_(start_probs)
+        h_start = sample_bernoulli(start_probs, g)
         vn, hn_probs = self.negative_phase(h_start)
         if config.persistent:
             self.chains = vn
@@ -331,8 +302,7 @@ class CDTrainer:
         pos_scale, neg_scale = lr / v0.shape[0], lr / vn.shape[0]
         x0, xn = rbm._scaled(v0), rbm._scaled(vn)
 
-        inc["weight"].mul_(momentum)
-        inc["weight"].addmm_(x0.T, h0, alpha=pos_scale)
+        inc["weight"].addmm_(x0.T, h0, beta=momentum, alpha=pos_scale)
         inc["weight"].addmm_(xn.T, hn, alpha=-neg_scale)
         inc["weight"].add_(rbm.weight, alpha=-lr * config.weight_decay)
 
@@ -387,6 +357,8 @@ class CDTrainer:
         order = torch.randperm(
             data.shape[0], generator=self.generator, device=data.device
         )
+        # One gather per epoch, so that each batch is a contiguous view.
+        shuffled = data[order]
         n_batches = data.shape[0] // batch
         if data.shape[0] % batch and not self.config.drop_last:
             n_batches += 1
@@ -394,7 +366,7 @@ class CDTrainer:
         for i in range(n_batches):
             check_stop(should_stop)
             try:
-                self.step(data[order[i * batch : (i + 1) * batch]], epoch)
+                self.step(shuffled[i * batch : (i + 1) * batch], epoch)
             except RuntimeError:
                 # Sampling from NaN probabilities fails inside torch; report
                 # the divergence that caused it.
