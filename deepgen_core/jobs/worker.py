@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .executor import Executor, LocalProcessExecutor, job_log_path
 from .kinds import get_kind
-from .store import Job, JobStore
+from .store import FINISHED, Job, JobStore
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,8 @@ class Worker:
         self.warm = warm
         self.id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
         self.handles: dict[int, object] = {}
+        self.draining: dict[int, object] = {}
+        """Handles of jobs that have recorded their outcome and are exiting."""
         self.stopping = False
         self.lock_file = None
 
@@ -158,9 +160,16 @@ class Worker:
             self.handles[job.id] = self.executor.start(self.runs_dir, job)
 
     def reap_children(self) -> None:
+        for job_id, handle in list(self.draining.items()):
+            if self.executor.exit_code(handle) is not None:
+                del self.draining[job_id]
         for job_id, handle in list(self.handles.items()):
             code = self.executor.exit_code(handle)
             if code is None:
+                if self.store.get(job_id).state in FINISHED:
+                    # The outcome is recorded and the process is exiting; its
+                    # slot is free now, so the next job need not wait for that.
+                    self.draining[job_id] = self.handles.pop(job_id)
                 continue
             del self.handles[job_id]
             job = self.store.get(job_id)
@@ -207,6 +216,8 @@ class Worker:
             time.sleep(0.1)
         for job_id, handle in self.handles.items():
             logger.warning("job %d did not stop in time; killing it", job_id)
+            self.executor.kill(handle)
+        for handle in self.draining.values():
             self.executor.kill(handle)
         self.reap_children()
         if self.executor is not None:
