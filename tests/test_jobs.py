@@ -89,7 +89,7 @@ def wait_for(condition, timeout, message):
 
 
 def test_train_job_matches_foreground_run(tmp_path, runs_dir, worker):
-    params = train_params(runs_dir / "bg", layers=(300, 200), epochs=4)
+    params = train_params(runs_dir / "bg", layers=(200, 100), epochs=3)
     job = jobs.submit("train", params, runs_dir)
     assert job.state == "queued"
     finished = jobs.wait(job.id, timeout=300, runs_dir=runs_dir)
@@ -110,7 +110,7 @@ def test_train_job_matches_foreground_run(tmp_path, runs_dir, worker):
         (p["data"]["layer"], p["data"]["epoch"], p["data"]["step"]) for p in progress
     ]
     assert positions == sorted(positions)
-    assert positions[-1] == (2, 4, 80)
+    assert positions[-1] == (2, 3, 80)
     times = [p["time"] for p in progress]
     gaps = [b - a for a, b in itertools.pairwise(times)]
     assert max(gaps) < 1.0, f"progress gaps {gaps}"
@@ -135,17 +135,20 @@ def test_cancel_stops_running_job_quickly(runs_dir, worker):
 
 
 def test_killed_job_resumes_to_same_weights(tmp_path, runs_dir, worker):
-    params = train_params(runs_dir / "killed", layers=(500, 300), epochs=5)
+    params = train_params(runs_dir / "killed", layers=(300, 200), epochs=4)
     job = jobs.submit("train", params, runs_dir)
 
-    def mid_epoch_three():
+    def mid_epoch():
+        """The job once it is inside an epoch after the first checkpoint."""
         current = jobs.get(job.id, runs_dir)
         progress = current.progress
-        if progress.get("layer") == 1 and progress.get("epoch") == 3 and current.pid:
+        position = (progress.get("layer") or 0, progress.get("epoch", 0))
+        inside = 0 < progress.get("step", 0) < progress.get("total", 0)
+        if position >= (1, 2) and inside and current.pid:
             return current
         return None
 
-    running = wait_for(mid_epoch_three, 240, "layer 1 epoch 3 never started")
+    running = wait_for(mid_epoch, 240, "the job was never seen inside an epoch")
     os.kill(running.pid, signal.SIGKILL)
     killed_at = time.monotonic()
 
