@@ -83,6 +83,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--out",
         help="folder to train the DBN into (default: a temporary folder, deleted)",
     )
+
     parser.add_argument(
         "--n-per-label",
         type=int,
@@ -101,6 +102,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=0,
         help="random seed of DBN training and of the sampling chains (default: 0)",
     )
+
     parser.add_argument(
         "--grid",
         help="write a PNG of the samples to this path, one row per label",
@@ -114,6 +116,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
+    add_training_arguments(parser)
+
+    args = parser.parse_args(argv)
+    if args.n_per_label < 1:
+        parser.error(f"--n-per-label must be at least 1, got {args.n_per_label}")
+    if args.grid_columns < 1:
+        parser.error(f"--grid-columns must be at least 1, got {args.grid_columns}")
+    if args.run and args.out:
+        parser.error(
+            "--run scores an existing run and --out trains a new one; pass one"
+        )
+    return args
+
+
+def add_training_arguments(parser: argparse.ArgumentParser) -> None:
     training = parser.add_argument_group(
         "training settings (used only when no --run is given)"
     )
@@ -137,16 +154,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     training.add_argument(
         "--lr", type=float, default=0.05, help="learning rate (default: 0.05)"
     )
-    args = parser.parse_args(argv)
-    if args.n_per_label < 1:
-        parser.error(f"--n-per-label must be at least 1, got {args.n_per_label}")
-    if args.grid_columns < 1:
-        parser.error(f"--grid-columns must be at least 1, got {args.grid_columns}")
-    if args.run and args.out:
-        parser.error(
-            "--run scores an existing run and --out trains a new one; pass one"
-        )
-    return args
 
 
 def parse_layers(text: str) -> list[int]:
