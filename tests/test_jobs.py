@@ -135,7 +135,7 @@ def test_cancel_stops_running_job_quickly(runs_dir, worker):
 
 
 def test_killed_job_resumes_to_same_weights(tmp_path, runs_dir, worker):
-    params = train_params(runs_dir / "killed", layers=(300, 200), epochs=4)
+    params = train_params(runs_dir / "killed", layers=(300, 200), epochs=8)
     job = jobs.submit("train", params, runs_dir)
 
     def mid_epoch():
