@@ -51,6 +51,7 @@ from collections import Counter
 from pathlib import Path
 
 import numpy as np
+import torch
 from sklearn.svm import SVC
 
 from deepgen_core.data import Dataset, load_dataset
@@ -116,6 +117,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--json", action="store_true", help="print one JSON object instead of a table"
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for torch (default: torch's own choice)",
+    )
     add_training_arguments(parser)
 
     args = parser.parse_args(argv)
@@ -123,6 +129,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error(f"--n-per-label must be at least 1, got {args.n_per_label}")
     if args.grid_columns < 1:
         parser.error(f"--grid-columns must be at least 1, got {args.grid_columns}")
+    if args.threads is not None and args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
     if args.run and args.out:
         parser.error(
             "--run scores an existing run and --out trains a new one; pass one"
@@ -152,7 +160,13 @@ def add_training_arguments(parser: argparse.ArgumentParser) -> None:
         help="persistent CD (default: on; --no-pcd trains with plain CD-k)",
     )
     training.add_argument(
-        "--lr", type=float, default=0.05, help="learning rate (default: 0.05)"
+        "--lr", type=float, default=0.01, help="learning rate (default: 0.01)"
+    )
+    training.add_argument(
+        "--momentum",
+        type=float,
+        default=0.5,
+        help="momentum of every epoch (default: 0.5)",
     )
 
 
@@ -173,6 +187,8 @@ def training_config(args: argparse.Namespace) -> RunConfig:
         learning_rate=args.lr,
         cd_k=args.cd_k,
         persistent=args.pcd,
+        initial_momentum=args.momentum,
+        momentum=args.momentum,
     )
     dbn = DBNConfig(
         layers=parse_layers(args.layers), labels=True, seed=args.seed, rbm=rbm
@@ -329,6 +345,8 @@ def print_report(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
