@@ -366,7 +366,7 @@ def train_dbn(
 
     Each RBM is trained for ``config.rbm.epochs`` epochs on the hidden
     probabilities of the layer below. After every epoch the state is handed
-    to ``checkpointer``; when it already holds a state, training resumes
+    to ``checkpointer``; when it already contains a state, training resumes
     from it and ends with the same weights as an uninterrupted run on the
     same device and seed.
 

@@ -103,6 +103,6 @@ def warm_up_umap() -> float:
 
 
 def embedding_key(params: dict) -> str:
-    """A short stable name for one projection's parameters."""
+    """Return a short stable name for one projection's parameters."""
     text = json.dumps(params, sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

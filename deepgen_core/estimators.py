@@ -245,7 +245,7 @@ class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
         return self
 
     def activations(self, X) -> list[np.ndarray]:
-        """Every layer's activity: the input, then hidden layers 1 to L."""
+        """Return every layer's activity: the input, then hidden layers 1 to L."""
         check_is_fitted(self, "module_")
         x = _as_tensor(self._scaled(X), self.module_.device)
         with torch.no_grad():

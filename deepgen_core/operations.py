@@ -155,7 +155,7 @@ def class_accuracy(dbn: DBNModule, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def layer_activations(dbn: DBNModule, x: np.ndarray) -> list[np.ndarray]:
-    """Every layer's activity for ``x``: the input, then each hidden layer.
+    """Compute every layer's activity for ``x``: the input, then each hidden layer.
 
     Returns float32 arrays of shapes (n_samples, size of layer i).
     """
@@ -249,7 +249,7 @@ def probe_run(
 def embed_run(run: Run, params: dict) -> dict:
     """Project a stage's chosen units to 2-D and save it in the run folder.
 
-    ``params`` holds ``stage``, ``units``, ``split``, ``method``,
+    ``params`` contains ``stage``, ``units``, ``split``, ``method``,
     ``n_neighbors``, ``min_dist``, ``metric`` and ``seed``. The result is
     cached in ``embeddings/KEY.npz`` (arrays ``coords``, ``labels``, ``rows``)
     under a key made from those parameters; a second call reads the file.

@@ -17,7 +17,7 @@ class Progress:
     """One progress report of a long job."""
 
     stage: str
-    """What runs: ``pretrain``, ``finetune``, ..."""
+    """Name of the running step: ``pretrain``, ``finetune``, ..."""
     step: int
     """Batches done in the current epoch."""
     total: int

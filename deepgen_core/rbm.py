@@ -295,7 +295,7 @@ class RBMModule(nn.Module):
     def label_log_probs(self, v_units: torch.Tensor) -> torch.Tensor:
         """``log p(label | units)`` from the free energy, shape (batch, n_labels).
 
-        ``v_units`` holds the non-label visible units, shape
+        ``v_units`` contains the non-label visible units, shape
         (batch, n_visible - n_labels). Exact: one free energy per label.
         """
         if not self.n_labels:
@@ -378,7 +378,7 @@ def log_partition_exact(rbm: RBMModule, max_units: int = 20) -> float:
 
 
 def all_binary_states(n: int, device: torch.device | None = None) -> torch.Tensor:
-    """Every binary vector of length ``n`` as rows, shape (2^n, n), float64."""
+    """Return every binary vector of length ``n`` as rows, shape (2^n, n), float64."""
     codes = torch.arange(2**n, device=device).unsqueeze(1)
     bits = torch.arange(n, device=device)
     return ((codes >> bits) & 1).double()

@@ -234,7 +234,7 @@ class Run:
 
 
 def create_run(path: str | os.PathLike, config: RunConfig) -> Run:
-    """Create a new run folder; refuse one that already holds files."""
+    """Create a new run folder; reject one that already contains files."""
     path = Path(path)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise InputError(

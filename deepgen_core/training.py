@@ -254,7 +254,7 @@ class CDTrainer:
         """Run ``cd_k`` Gibbs steps from hidden states ``h``.
 
         Returns the visible states and ``p(h | v)`` that form the negative
-        statistics; the chain samples visible states at every step but the
+        statistics. The chain samples visible states at every step but the
         last, where it keeps the mean unless sampling is required.
         """
         rbm, g, k = self.rbm, self.generator, self.config.cd_k

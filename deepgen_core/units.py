@@ -35,7 +35,7 @@ ITEM = re.compile(r"^(\d+):(\*|\d+|\d+-\d+)$")
 class UnitSelection(dict):
     """Selected units: layer number -> sorted array of unit indices.
 
-    ``layer_sizes`` holds the sizes of layers 0..L of the net it refers to.
+    ``layer_sizes`` contains the sizes of layers 0..L of the net it refers to.
     """
 
     layer_sizes: list[int] | None = None
