@@ -242,7 +242,11 @@ class _JobContext:
         last_step = report.step == report.total
         if now - self.last_progress >= PROGRESS_SECONDS or last_step:
             with self.lock:
-                self.last_progress = now
+                # The end of an epoch is always written, but does not hold back
+                # the next report: epochs shorter than the interval would
+                # otherwise show no position inside an epoch.
+                if not last_step:
+                    self.last_progress = now
                 self.latest = report.to_dict()
                 self.store.report_progress(self.job_id, self.latest)
 
