@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import confusion_matrix
 from sklearn.svm import SVC, LinearSVC
 
 from .checkpoint import atomic_write_bytes
@@ -200,7 +201,12 @@ def probe_features(
     classifier: str = "linear-svm",
     c: float = DEFAULT_C,
 ) -> dict:
-    """Train ``classifier`` on ``train`` and score it on ``test``."""
+    """Train ``classifier`` on ``train`` and score it on ``test``.
+
+    The result holds the accuracy, the confusion matrix (rows are true
+    classes, columns predicted, both in the order of ``classes``) and the
+    fit time in seconds.
+    """
     if train.shape[1] == 0:
         raise InputError("the unit selection is empty; choose at least one unit")
     if len(np.unique(y_train)) < 2:
@@ -215,8 +221,11 @@ def probe_features(
         model.fit(train, y_train)
     fit_seconds = time.perf_counter() - started
     predicted = model.predict(test)
+    classes = np.unique(np.concatenate([y_train, y_test]))
     return {
         "accuracy": float((predicted == y_test).mean()),
+        "classes": classes.tolist(),
+        "confusion": confusion_matrix(y_test, predicted, labels=classes).tolist(),
         "n_units": int(train.shape[1]),
         "n_train": len(train),
         "n_test": len(test),
@@ -250,19 +259,22 @@ def embed_run(run: Run, params: dict) -> dict:
     """Project a stage's chosen units to 2-D and save it in the run folder.
 
     ``params`` contains ``stage``, ``units``, ``split``, ``method``,
-    ``n_neighbors``, ``min_dist``, ``metric`` and ``seed``. The result is
-    cached in ``embeddings/KEY.npz`` (arrays ``coords``, ``labels``, ``rows``)
-    under a key made from those parameters; a second call reads the file.
+    ``n_neighbors``, ``min_dist``, ``metric`` and ``seed``, and optionally
+    ``n_images`` (project only the split's first rows). The result is cached
+    in ``embeddings/KEY.npz`` (arrays ``coords``, ``labels``, ``rows``) under
+    a key made from those parameters; a second call reads the file.
     """
     keyed = {k: params[k] for k in sorted(params) if k != "run"}
-    folder = run.path / "embeddings"
-    path = folder / f"{embedding_key(keyed)}.npz"
+    path = embedding_path(run, params)
     if path.exists():
         return {"path": str(path), "cached": True, **keyed}
     dbn = run.load_stage(params["stage"])
     dataset = run.dataset()
     x = dataset.x_train if params["split"] == "train" else dataset.x_test
     y = dataset.y_train if params["split"] == "train" else dataset.y_test
+    n_images = params.get("n_images") or len(x)
+    x = x[:n_images]
+    y = None if y is None else y[:n_images]
     started = time.perf_counter()
     coords = project(
         features(dbn, x, params["units"]),
@@ -273,7 +285,7 @@ def embed_run(run: Run, params: dict) -> dict:
         params["seed"],
     )
     seconds = time.perf_counter() - started
-    folder.mkdir(exist_ok=True)
+    path.parent.mkdir(exist_ok=True)
     arrays = {"coords": coords, "rows": np.arange(len(x))}
     if y is not None:
         arrays["labels"] = y
@@ -281,6 +293,12 @@ def embed_run(run: Run, params: dict) -> dict:
     np.savez_compressed(buffer, **arrays)
     atomic_write_bytes(path, buffer.getvalue())
     return {"path": str(path), "cached": False, "seconds": round(seconds, 3), **keyed}
+
+
+def embedding_path(run: Run, params: dict) -> Path:
+    """File that caches the projection made with checked embed ``params``."""
+    keyed = {k: params[k] for k in sorted(params) if k != "run"}
+    return run.path / "embeddings" / f"{embedding_key(keyed)}.npz"
 
 
 def sample_run(

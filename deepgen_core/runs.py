@@ -19,10 +19,13 @@ of ``state.json``, so a crash at any moment leaves a complete checkpoint.
 from __future__ import annotations
 
 import datetime as _dt
+import io
 import json
 import logging
 import os
 import re
+import shutil
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +50,9 @@ logger = logging.getLogger(__name__)
 PRETRAINED = "pretrained"
 FINETUNED = "finetuned"
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
+RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ARCHIVED_FILES = ("config.json", "metrics.jsonl")
+ARCHIVED_STAGE_FILES = ("model.safetensors", "model.json", "metrics.jsonl")
 
 
 @dataclass
@@ -265,6 +271,72 @@ def open_run(path: str | os.PathLike) -> Run:
             "given to `deepgen train --out`"
         )
     return Run(path, RunConfig.from_dict(read_json(path / "config.json")))
+
+
+def find_runs(runs_dir: str | os.PathLike) -> list[Run]:
+    """Open every run folder directly inside ``runs_dir``, newest first.
+
+    Folders whose config.json cannot be read are skipped with a warning, so
+    one damaged run does not hide the others.
+    """
+    root = Path(runs_dir)
+    if not root.is_dir():
+        return []
+    runs = []
+    for folder in root.iterdir():
+        if not (folder / "config.json").is_file():
+            continue
+        try:
+            runs.append(open_run(folder))
+        except InputError as error:
+            logger.warning("skipping run folder %s: %s", folder, error)
+    return sorted(runs, key=lambda run: run.path.stat().st_mtime, reverse=True)
+
+
+def check_run_name(name: str) -> str:
+    """Return ``name`` if it can name a run folder, else raise InputError."""
+    if not RUN_NAME.match(name):
+        raise InputError(
+            f"run name {name!r} is invalid; use up to 64 letters, digits, dots, "
+            "hyphens and underscores, starting with a letter or digit"
+        )
+    return name
+
+
+def rename_run(run: Run, new_name: str) -> Run:
+    """Move ``run`` to ``new_name`` in the same parent folder."""
+    target = run.path.parent / check_run_name(new_name)
+    if target.exists():
+        raise InputError(f"a run named {new_name!r} already exists; choose another")
+    run.path.rename(target)
+    return open_run(target)
+
+
+def delete_run(run: Run) -> None:
+    """Delete the run folder and everything in it."""
+    if not (run.path / "config.json").is_file():
+        raise InputError(f"{run.path} is not a run folder; nothing was deleted")
+    shutil.rmtree(run.path)
+    logger.info("deleted run %s", run.path)
+
+
+def archive_run(run: Run) -> bytes:
+    """Zip the run's configuration, figures and stages (weights and JSON).
+
+    Checkpoints, logs and cached projections are left out: they can be
+    recomputed, and the archive stays as small as the weights.
+    """
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for name in ARCHIVED_FILES:
+            if (run.path / name).is_file():
+                archive.write(run.path / name, f"{run.name}/{name}")
+        for stage in run.stages():
+            for name in ARCHIVED_STAGE_FILES:
+                file = run.stage_dir(stage) / name
+                if file.is_file():
+                    archive.write(file, f"{run.name}/stages/{stage}/{name}")
+    return buffer.getvalue()
 
 
 def to_tensor(array: np.ndarray | None, device: torch.device, dtype=torch.float32):

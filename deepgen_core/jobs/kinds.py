@@ -26,7 +26,7 @@ from ..operations import (
     train_run,
 )
 from ..progress import ProgressCallback, StopCheck
-from ..runs import PRETRAINED, RunConfig, open_run
+from ..runs import FINETUNED, PRETRAINED, RunConfig, open_run
 from ..units import parse_units
 
 
@@ -71,7 +71,12 @@ def validate_train(params: dict) -> dict:
     check_run_config(config)
     if Path(config.dataset).suffix.lower() in (".npz", ".csv"):
         config.dataset = _absolute(config.dataset)
-    return {"out": _absolute(params["out"]), "config": config.to_dict()}
+    checked = {"out": _absolute(params["out"]), "config": config.to_dict()}
+    if params.get("finetune") is not None:
+        finetune = FinetuneConfig.from_dict(params["finetune"])
+        finetune.validate()
+        checked["finetune"] = finetune.to_dict()
+    return checked
 
 
 def run_train(
@@ -79,7 +84,9 @@ def run_train(
 ) -> dict:
     out = Path(params["out"])
     started_before = (out / "config.json").exists()
-    if resume and started_before:
+    if resume and started_before and PRETRAINED in open_run(out).stages():
+        run = open_run(out)  # stopped while fine-tuning: pretraining is done
+    elif resume and started_before:
         run = train_run(
             str(out), resume=True, progress=progress, should_stop=should_stop
         )
@@ -91,8 +98,13 @@ def run_train(
     else:
         config = RunConfig.from_dict(params["config"])
         run = train_run(str(out), config, progress=progress, should_stop=should_stop)
-    last = run.metrics()[-1]
-    return {"run": str(run.path), "recon_error": last["recon_error"]}
+    result = {"run": str(run.path), "recon_error": run.metrics()[-1]["recon_error"]}
+    if params.get("finetune") is not None:
+        # Fine-tuning starts again from the pretrained stage when resumed.
+        config = FinetuneConfig.from_dict(params["finetune"])
+        finetune_run(run, config, progress, should_stop)
+        result["test_accuracy"] = run.stage_info(FINETUNED)["info"]["test_accuracy"]
+    return result
 
 
 # finetune ----------------------------------------------------------------------
@@ -117,7 +129,7 @@ def run_finetune(
     run = open_run(params["run"])
     config = FinetuneConfig.from_dict(params["config"])
     finetune_run(run, config, progress, should_stop)
-    return {"test_accuracy": run.stage_info("finetuned")["info"]["test_accuracy"]}
+    return {"test_accuracy": run.stage_info(FINETUNED)["info"]["test_accuracy"]}
 
 
 # probe -------------------------------------------------------------------------
@@ -169,11 +181,15 @@ def validate_embed(params: dict) -> dict:
     split = params.get("split", "test")
     if split not in ("train", "test"):
         raise InputError(f"split must be train or test, got {split!r}")
+    n_images = params.get("n_images")
+    if n_images is not None and int(n_images) < 1:
+        raise InputError(f"n_images must be a positive number, got {n_images}")
     return {
         "run": checked["run"],
         "stage": checked["stage"],
         "units": checked["units"],
         "split": split,
+        "n_images": None if n_images is None else int(n_images),
         "method": method,
         "n_neighbors": n_neighbors,
         "min_dist": min_dist,

@@ -247,7 +247,7 @@ def lock_holder(runs_dir: str | os.PathLike) -> dict | None:
 
 
 def ensure_worker(
-    runs_dir: str | os.PathLike, parent_pid: int | None = None
+    runs_dir: str | os.PathLike, parent_pid: int | None = None, max_jobs: int = 1
 ) -> int | None:
     """Start the singleton worker of ``runs_dir`` unless a live one exists.
 
@@ -269,6 +269,8 @@ def ensure_worker(
         "--runs-dir",
         str(runs_dir),
         "--singleton",
+        "--max-jobs",
+        str(max_jobs),
     ]
     if parent_pid is not None:
         command += ["--parent-pid", str(parent_pid)]

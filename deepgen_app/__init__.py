@@ -1,0 +1,1 @@
+"""The Streamlit app's shared code; the pages themselves are in ``pages/``."""

@@ -1,0 +1,194 @@
+"""What every page shares: the runs folder, the chosen run and stage, and caches.
+
+The choice of run, stage, unit SPEC and chart parameters lives in
+``st.session_state`` (so it survives switching pages) and is mirrored into
+the URL's query parameters (so a copied link reopens the same view). Widget
+keys are kept apart from these values because Streamlit forgets the state of
+a widget that a page does not draw.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from deepgen_core import jobs
+from deepgen_core.data import Dataset, load_dataset
+from deepgen_core.dbn import DBNModule
+from deepgen_core.errors import InputError
+from deepgen_core.jobs.kinds import default_runs_dir
+from deepgen_core.operations import layer_activations, layer_sizes
+from deepgen_core.quality import load_reference
+from deepgen_core.runs import PRETRAINED, Run, find_runs, open_run
+
+logger = logging.getLogger(__name__)
+
+SHARED_KEYS = {
+    "run": None,
+    "stage": PRETRAINED,
+    "units": "",
+    "method": "pca",
+    "neighbors": 15,
+    "min_dist": 0.1,
+    "metric": "euclidean",
+}
+"""Values mirrored in the URL, with their defaults."""
+
+NUMBER_KEYS = {"neighbors": int, "min_dist": float}
+
+
+def runs_dir() -> Path:
+    """The runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` in the working folder."""
+    return default_runs_dir().resolve()
+
+
+# Shared state ----------------------------------------------------------------
+
+
+def load_shared_state() -> None:
+    """Fill session values from the URL on a tab's first run, then write them back.
+
+    Called once per script run by ``app.py``, before the page draws.
+    """
+    params = st.query_params
+    for key, default in SHARED_KEYS.items():
+        if key in st.session_state:
+            continue
+        value = params.get(key, default)
+        if key in NUMBER_KEYS and value is not None:
+            try:
+                value = NUMBER_KEYS[key](value)
+            except ValueError:
+                value = default
+        st.session_state[key] = value
+    write_query_params()
+
+
+def write_query_params() -> None:
+    """Mirror the shared values that differ from their defaults into the URL."""
+    wanted = {
+        key: str(st.session_state[key])
+        for key, default in SHARED_KEYS.items()
+        if st.session_state.get(key) not in (None, "", default)
+    }
+    if dict(st.query_params) != wanted:
+        st.query_params.from_dict(wanted)
+
+
+def set_shared(key: str, value) -> None:
+    """Change a shared value and the URL with it."""
+    st.session_state[key] = value
+    write_query_params()
+
+
+def bound_widget_value(key: str) -> str:
+    """Widget key that shows the shared value ``key``, seeded from it."""
+    widget_key = f"widget_{key}"
+    if widget_key not in st.session_state:
+        st.session_state[widget_key] = st.session_state[key]
+    return widget_key
+
+
+def copy_from_widget(key: str) -> None:
+    """Callback that stores a bound widget's value as the shared value."""
+    set_shared(key, st.session_state[f"widget_{key}"])
+
+
+def show_shared_value(key: str, value) -> None:
+    """Set a shared value and the widget that shows it, before the widget draws."""
+    set_shared(key, value)
+    st.session_state[f"widget_{key}"] = value
+
+
+# The chosen run --------------------------------------------------------------
+
+
+def current_run() -> Run | None:
+    """The run named in the shared state, or None when it is unset or gone."""
+    name = st.session_state.get("run")
+    if not name:
+        return None
+    try:
+        return open_run(runs_dir() / name)
+    except InputError:
+        return None
+
+
+def choose_run(name: str | None, stage: str = PRETRAINED) -> None:
+    set_shared("run", name)
+    set_shared("stage", stage)
+
+
+def current_stage(run: Run) -> str | None:
+    """The chosen stage of ``run``, falling back to its first finished stage."""
+    stages = run.stages()
+    if not stages:
+        return None
+    stage = st.session_state.get("stage")
+    return stage if stage in stages else stages[0]
+
+
+def all_runs() -> list[Run]:
+    return find_runs(runs_dir())
+
+
+def stage_stamp(run: Run, stage: str) -> float:
+    """Modification time of a stage's weights: part of every cache key."""
+    return (run.stage_dir(stage) / "model.safetensors").stat().st_mtime
+
+
+def unfinished_job(run: Run) -> jobs.Job | None:
+    """The queued or running job that writes ``run``, if there is one."""
+    for job in jobs.list(runs_dir(), ("queued", "running")):
+        if job.run_dir == str(run.path.resolve()):
+            return job
+    return None
+
+
+# Caches of heavy objects -------------------------------------------------------
+
+
+@st.cache_resource(max_entries=8, show_spinner="Loading the model")
+def load_stage(run_path: str, stage: str, stamp: float) -> DBNModule:
+    return open_run(run_path).load_stage(stage)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the dataset")
+def load_data(name: str) -> Dataset:
+    return load_dataset(name)
+
+
+@st.cache_resource(max_entries=6, show_spinner="Computing every layer's activations")
+def activations(
+    run_path: str, stage: str, stamp: float, split: str
+) -> list[np.ndarray]:
+    """Activations of layers 0..L for a split of the run's dataset."""
+    run = open_run(run_path)
+    data = load_data(run.config.dataset)
+    x = data.x_train if split == "train" else data.x_test
+    return layer_activations(load_stage(run_path, stage, stamp), x)
+
+
+@st.cache_resource(
+    show_spinner="Training the reference classifier once for this dataset"
+)
+def reference(dataset_name: str):
+    """The dataset's reference classifier and its description."""
+    return load_reference(load_data(dataset_name), runs_dir() / "references")
+
+
+def model_and_sizes(run: Run, stage: str) -> tuple[DBNModule, list[int], float]:
+    stamp = stage_stamp(run, stage)
+    dbn = load_stage(str(run.path), stage, stamp)
+    return dbn, layer_sizes(dbn), stamp
+
+
+def environment_flag(name: str, default: bool) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() not in ("0", "false", "no", "off", "")
