@@ -14,7 +14,7 @@ from deepgen_core.errors import InputError
 
 logging.basicConfig(level=logging.INFO)
 
-st.set_page_config(page_title="deepgen", page_icon="🧠", layout="wide")
+st.set_page_config(page_title="deepgen", page_icon=":material/hub:", layout="wide")
 
 
 @st.cache_resource(show_spinner=False)
@@ -37,11 +37,13 @@ if context.current_run() is None and not st.session_state.get("run"):
 
 navigation = st.navigation(
     [
-        st.Page("pages/runs.py", title="Runs", icon="📋", default=True),
-        st.Page("pages/units.py", title="Units & SVM", icon="🧮"),
-        st.Page("pages/projections.py", title="Projections", icon="🗺️"),
-        st.Page("pages/samples.py", title="Samples", icon="🎲"),
-        st.Page("pages/filters.py", title="Filters", icon="🔍"),
+        st.Page("pages/runs.py", title="Runs", icon=":material/list:", default=True),
+        st.Page("pages/units.py", title="Units & SVM", icon=":material/tune:"),
+        st.Page(
+            "pages/projections.py", title="Projections", icon=":material/scatter_plot:"
+        ),
+        st.Page("pages/samples.py", title="Samples", icon=":material/casino:"),
+        st.Page("pages/filters.py", title="Filters", icon=":material/grid_view:"),
     ]
 )
 ui.sidebar()

@@ -52,7 +52,9 @@ def sidebar() -> None:
         run = context.current_run()
         if run is None:
             st.markdown("**No run chosen**")
-            st.page_link(RUNS_PAGE, label="Choose or train a run", icon="📋")
+            st.page_link(
+                RUNS_PAGE, label="Choose or train a run", icon=":material/list:"
+            )
             return
         st.markdown(f"**Run:** `{run.name}`")
         stages = run.stages()
@@ -72,7 +74,7 @@ def sidebar() -> None:
             )
         else:
             st.caption("This run has no finished stage yet.")
-        st.page_link(RUNS_PAGE, label="All runs", icon="📋")
+        st.page_link(RUNS_PAGE, label="All runs", icon=":material/list:")
 
 
 def require_stage() -> tuple[Run, str] | None:
@@ -80,7 +82,7 @@ def require_stage() -> tuple[Run, str] | None:
     run = context.current_run()
     if run is None:
         st.info("Choose a run on the Runs page first, or wait for the demo run.")
-        st.page_link(RUNS_PAGE, label="Go to the Runs page", icon="📋")
+        st.page_link(RUNS_PAGE, label="Go to the Runs page", icon=":material/list:")
         return None
     stage = context.current_stage(run)
     if stage is None:
@@ -88,7 +90,7 @@ def require_stage() -> tuple[Run, str] | None:
             f"Run {run.name} has no finished stage yet; its progress is on the Runs "
             "page."
         )
-        st.page_link(RUNS_PAGE, label="Go to the Runs page", icon="📋")
+        st.page_link(RUNS_PAGE, label="Go to the Runs page", icon=":material/list:")
         return None
     return run, stage
 

@@ -158,7 +158,7 @@ def test_rename_then_delete_run(app, app_runs):
     shutil.copytree(app_runs / "tiny", app_runs / "copy")
     open_page(app, "runs")
     app.selectbox(key="manage_run").set_value("copy").run()
-    renamed = [w for w in app.text_input if w.label == "New name"][0]
+    renamed = next(w for w in app.text_input if w.label == "New name")
     renamed.set_value("copy-renamed")
     click(app, "Rename")
     assert (app_runs / "copy-renamed" / "config.json").exists()
@@ -195,7 +195,7 @@ def test_invalid_spec_shows_grammar(app):
     open_page(app, "units")
     app.text_input(key="widget_units").set_value("2:x").run()
     assert any(GRAMMAR in e.value for e in app.error)
-    assert [b for b in app.button if b.label == "Train classifier"][0].disabled
+    assert next(b for b in app.button if b.label == "Train classifier").disabled
 
 
 def test_one_class_images_are_refused(app, app_runs):

@@ -1,0 +1,141 @@
+"""The app in a real headless Chromium, driven by Playwright against a real server.
+
+Needs Debian's chromium at /usr/bin/chromium (`apt-get install -y chromium`);
+the test is skipped, with that fix, when it is missing.
+"""
+
+from pathlib import Path
+
+import pytest
+
+from deepgen_app.server import (
+    CHROMIUM_ARGS,
+    free_port,
+    start_server,
+    stop_server,
+    wait_until_ready,
+)
+from deepgen_core import jobs
+from deepgen_core.operations import probe_run
+from deepgen_core.runs import FINETUNED, PRETRAINED, open_run
+
+playwright = pytest.importorskip("playwright.sync_api")
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent / "artifacts"
+SPEC = "1:0-15,2:*"
+TIMEOUT_MS = 120_000
+
+
+@pytest.fixture
+def server(tmp_path):
+    if not CHROMIUM.exists():
+        pytest.skip(
+            "Chromium not found at /usr/bin/chromium; apt-get install -y chromium"
+        )
+    runs_dir = tmp_path / "runs"
+    port = free_port()
+    log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
+    process = start_server(runs_dir, port, log=log)
+    try:
+        wait_until_ready(port, process)
+        yield f"http://127.0.0.1:{port}", runs_dir
+    finally:
+        stop_server(process)
+        log.close()
+
+
+@pytest.fixture
+def browser():
+    with playwright.sync_playwright() as driver:
+        chromium = driver.chromium.launch(
+            executable_path=str(CHROMIUM), args=CHROMIUM_ARGS
+        )
+        yield chromium
+        chromium.close()
+
+
+def assert_no_traceback(page):
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.content()
+
+
+def screenshot(page, name: str) -> None:
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
+
+
+def open_nav(page, title: str) -> None:
+    page.get_by_role("link", name=title).first.click()
+    page.get_by_role("heading", name=title, exact=True).wait_for(timeout=TIMEOUT_MS)
+
+
+def test_user_trains_and_explores_run(server, browser):
+    url, runs_dir = server
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
+
+    # Train a tiny run with fine-tuning through the form.
+    page.get_by_role("textbox", name="Run name", exact=True).fill("browser")
+    page.get_by_role("textbox", name="Hidden layers", exact=True).fill("32,16")
+    page.get_by_role("spinbutton", name="Epochs per layer", exact=True).fill("1")
+    page.get_by_role("spinbutton", name="Fine-tuning epochs", exact=True).fill("2")
+    page.get_by_role("button", name="Start training").click()
+    page.get_by_text("queued as job").wait_for()
+    [job] = jobs.list(runs_dir)
+    page.get_by_text(f"Job {job.id} · train").first.wait_for()
+    assert jobs.wait(job.id, timeout=300, runs_dir=runs_dir).state == "done"
+    run = open_run(runs_dir / "browser")
+    assert run.stages() == [PRETRAINED, FINETUNED]
+    page.get_by_text("No job is running").wait_for()
+    page.get_by_text("Pretraining figures of browser").wait_for()
+    assert_no_traceback(page)
+    screenshot(page, "runs")
+
+    # Pick units from two layers and train the linear SVM.
+    open_nav(page, "Units & SVM")
+    spec_box = page.get_by_role("textbox", name="Unit SPEC (editable)")
+    spec_box.fill(SPEC)
+    spec_box.press("Enter")
+    page.get_by_text("32 units: 16 from layer 1, 16 from layer 2.").wait_for()
+    page.get_by_role("button", name="Train classifier").click()
+    accuracy = page.locator('[data-testid="stMetricValue"]').first
+    accuracy.wait_for()
+    expected = probe_run(run, PRETRAINED, SPEC)["accuracy"]
+    assert accuracy.inner_text() == f"{expected:.2%}"
+    assert_no_traceback(page)
+    screenshot(page, "units")
+
+    open_nav(page, "Projections")
+    chart = page.locator(
+        '[data-testid="stVegaLiteChart"] canvas, [data-testid="stVegaLiteChart"] svg'
+    )
+    chart.first.wait_for()
+    page.get_by_text("Drag a box on the chart to pick images").wait_for()
+    assert_no_traceback(page)
+    screenshot(page, "projections")
+
+    open_nav(page, "Samples")
+    page.get_by_text("Reference top-class confidence").first.wait_for()
+    assert page.locator('[data-testid="stMetricValue"]').count() == 8
+    page.get_by_text("The reference classifier reads the fine-tuned samples").wait_for()
+    assert_no_traceback(page)
+    screenshot(page, "samples")
+
+    open_nav(page, "Filters")
+    page.get_by_text("Units in this order").wait_for()
+    assert page.locator('[data-testid="stImage"]').count() >= 2
+    assert_no_traceback(page)
+    screenshot(page, "filters")
+
+    # A copied link reopens the same selection in a new browser context.
+    fresh = browser.new_context().new_page()
+    fresh.set_default_timeout(TIMEOUT_MS)
+    fresh.goto(f"{url}/units?run=browser&units={SPEC}")
+    reopened = fresh.get_by_role("textbox", name="Unit SPEC (editable)")
+    reopened.wait_for()
+    assert reopened.input_value() == SPEC
+    fresh.get_by_text("32 units: 16 from layer 1, 16 from layer 2.").wait_for()
+    assert_no_traceback(fresh)
