@@ -28,6 +28,7 @@ def start_services(runs_dir: str) -> None:
             logging.getLogger(__name__).error("demo run not started: %s", error)
 
 
+context.mark_run_through_app()
 start_services(str(context.runs_dir()))
 context.load_shared_state()
 if context.current_run() is None and not st.session_state.get("run"):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -44,6 +45,36 @@ NUMBER_KEYS = {"neighbors": int, "min_dist": float}
 def runs_dir() -> Path:
     """The runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` in the working folder."""
     return default_runs_dir().resolve()
+
+
+_this_run = threading.local()
+
+
+def mark_run_through_app() -> None:
+    """Record that ``app.py`` started this script run (called by ``app.py``)."""
+    _this_run.through_app = True
+
+
+def run_through_app() -> None:
+    """Rerun through ``app.py`` when Streamlit ran a page file on its own.
+
+    A fresh server that has a ``pages/`` folder treats it as an old-style
+    multipage app until some session runs ``st.navigation`` (Streamlit
+    1.67). A copied link to a page, opened first after a restart, would then
+    run the page file alone, without the sidebar, the worker or the state
+    read from the URL. Clearing that mode and rerunning sends the same URL
+    through ``app.py``, whose ``st.navigation`` knows the page by its path.
+    """
+    through_app = getattr(_this_run, "through_app", False)
+    _this_run.through_app = False
+    if through_app or "run" in st.session_state:
+        # A session that already ran app.py has its state; rerunning it here
+        # would drop the widget event that started this run.
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()
 
 
 # Shared state ----------------------------------------------------------------

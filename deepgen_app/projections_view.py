@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import time
 
 import altair as alt
 import numpy as np
@@ -13,12 +14,15 @@ from PIL import Image
 
 from deepgen_core import jobs
 from deepgen_core.embedding import project
+from deepgen_core.errors import InputError
 from deepgen_core.jobs.kinds import get_kind
 from deepgen_core.operations import embedding_path
 from deepgen_core.runs import Run
 from deepgen_core.units import parse_units, select_columns
 
 from . import context
+
+WAIT_SECONDS = 30.0
 
 
 @st.cache_resource(max_entries=2, show_spinner="Drawing thumbnails")
@@ -66,18 +70,41 @@ def pca_coords(
 
 
 def umap_coords(run: Run, params: dict) -> np.ndarray | None:
-    """Cached UMAP coordinates, or None after making sure a job computes them."""
+    """UMAP coordinates from the run's cache, computed by a worker job if needed.
+
+    Waits up to ``WAIT_SECONDS`` for the job while showing its state, so a
+    projection of a few thousand images appears without a second rerun. A
+    widget change during the wait interrupts it as usual. Returns None when
+    the job is still running, after recording its id for the page to poll.
+    """
     path = embedding_path(run, params)
-    if path.exists():
-        with np.load(path) as archive:
-            return archive["coords"]
-    pending = find_embed_job(params)
-    if pending is None or pending.state in ("failed", "cancelled"):
-        job = jobs.submit("embed", params, context.runs_dir())
-        st.session_state["embed_job"] = job.id
-    else:
-        st.session_state["embed_job"] = pending.id
-    return None
+    if not path.exists():
+        job = find_embed_job(params)
+        if job is None or job.state in ("failed", "cancelled"):
+            job = jobs.submit("embed", params, context.runs_dir())
+        job = wait_for_job(job)
+        if job.state in ("queued", "running"):
+            st.session_state["embed_job"] = job.id
+            return None
+        if job.state != "done":
+            raise InputError(ui_error(job))
+    with np.load(path) as archive:
+        return archive["coords"]
+
+
+def wait_for_job(job: jobs.Job) -> jobs.Job:
+    status = st.empty()
+    deadline = time.monotonic() + WAIT_SECONDS
+    while job.state in ("queued", "running") and time.monotonic() < deadline:
+        status.caption(f"UMAP job {job.id} is {job.state}…")
+        time.sleep(0.1)
+        job = jobs.get(job.id, context.runs_dir())
+    status.empty()
+    return job
+
+
+def ui_error(job: jobs.Job) -> str:
+    return job.error or f"UMAP job {job.id} ended {job.state}; its log has the details"
 
 
 def find_embed_job(params: dict) -> jobs.Job | None:

@@ -10,9 +10,19 @@ __version__ = "0.1.0"
 
 from .dbn import DBNConfig, DBNModule, train_dbn
 from .errors import InputError, TrainingDiverged
-from .estimators import DBN, RBM
 from .rbm import RBMModule
 from .training import RBMTrainingConfig, train_rbm
+
+
+def __getattr__(name: str):
+    # The estimators import scikit-learn, which takes about half a second;
+    # the app's first page does not need them.
+    if name in ("DBN", "RBM"):
+        from . import estimators
+
+        return getattr(estimators, name)
+    raise AttributeError(f"module 'deepgen_core' has no attribute {name!r}")
+
 
 __all__ = [
     "DBN",

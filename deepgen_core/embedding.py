@@ -13,7 +13,6 @@ import logging
 import time
 
 import numpy as np
-from sklearn.decomposition import PCA
 
 from .errors import InputError
 
@@ -21,6 +20,7 @@ logger = logging.getLogger(__name__)
 
 METHODS = ("umap", "pca")
 METRICS = ("euclidean", "cosine", "manhattan", "correlation")
+UMAP_EPOCHS = 200
 
 
 def check_embedding_params(
@@ -68,6 +68,8 @@ def project(
             "nothing to project; choose other units"
         )
     if method == "pca":
+        from sklearn.decomposition import PCA
+
         n_components = min(2, features.shape[1])
         coords = PCA(n_components=n_components, random_state=seed).fit_transform(
             features
@@ -86,6 +88,9 @@ def project(
         random_state=seed,
         # Small inputs make the spectral start fail; a random start always works.
         init="spectral" if n_samples > neighbours + 2 else "random",
+        # umap-learn 0.5 runs 500 epochs below 10,000 rows and 200 above; 200
+        # throughout keeps a 2,000-image map to about 3 s on two cores.
+        n_epochs=UMAP_EPOCHS,
     )
     return reducer.fit_transform(features).astype(np.float32)
 

@@ -10,6 +10,7 @@ from deepgen_core.errors import InputError
 from deepgen_core.images import image_grid
 from deepgen_core.units import GRAMMAR, parse_units
 
+context.run_through_app()
 st.title("Projections")
 ui.intro(
     "Each dot is one held-out image, placed so that images whose chosen units "

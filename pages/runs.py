@@ -8,6 +8,7 @@ from deepgen_app import context, runs_view, ui
 from deepgen_core import jobs
 from deepgen_core.runs import FINETUNED, PRETRAINED, archive_run, delete_run, rename_run
 
+context.run_through_app()
 st.title("Runs")
 ui.intro(
     "A run is one Deep Belief Net trained on one dataset. Training runs in the "

@@ -9,6 +9,7 @@ from deepgen_core import jobs
 from deepgen_core.operations import CLASSIFIERS, DEFAULT_C, probe_features
 from deepgen_core.units import GRAMMAR, parse_units
 
+context.run_through_app()
 st.title("Units & SVM")
 ui.intro(
     "Does a simple classifier on a few hidden units, read without changing any "
@@ -106,7 +107,9 @@ if st.button("Train classifier", type="primary", disabled=selection is None):
             units_view.record(result, spec, stage, run, images)
 
 
-@st.fragment(run_every=1.0)
+# Fragments poll only while there is something to wait for: a timer that
+# fires every second also competes with the live classifier for the CPU.
+@st.fragment(run_every=1.0 if "probe_job" in st.session_state else None)
 def probe_job_progress() -> None:
     job_id = st.session_state.get("probe_job")
     if job_id is None:
@@ -159,19 +162,35 @@ if st.button("Compute baselines"):
             units_view.submit_probe(params, stamp)
 
 
-@st.fragment(run_every=1.0)
-def baselines() -> None:
-    rows, waiting = [], False
+def baseline_jobs() -> dict:
+    found = {}
     for name, spec in baseline_specs.items():
         params = units_view.probe_params(run, stage, spec, classifier, float(c))
         job = units_view.find_probe(params, stamp)
-        if job is None:
-            continue
-        accuracy = job.result["accuracy"] if job.state == "done" else None
-        waiting |= job.state != "done"
+        if job is not None:
+            found[name] = job
+    return found
+
+
+baselines_pending = any(job.state != "done" for job in baseline_jobs().values())
+
+
+@st.fragment(run_every=1.0 if baselines_pending else None)
+def baselines() -> None:
+    rows, waiting = [], False
+    for name, job in baseline_jobs().items():
+        done = job.state == "done"
+        waiting |= not done
         rows.append(
-            {"input": name, "units": spec, "accuracy": accuracy, "state": job.state}
+            {
+                "input": name,
+                "units": job.params["units"],
+                "accuracy": job.result["accuracy"] if done else None,
+                "state": job.state,
+            }
         )
+    if baselines_pending and not waiting:
+        st.rerun(scope="app")  # all done: redraw without the timer
     if result is not None and result["classifier"] == classifier:
         rows.append(
             {

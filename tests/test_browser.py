@@ -16,8 +16,10 @@ from deepgen_app.server import (
     wait_until_ready,
 )
 from deepgen_core import jobs
-from deepgen_core.operations import probe_run
-from deepgen_core.runs import FINETUNED, PRETRAINED, open_run
+from deepgen_core.dbn import DBNConfig
+from deepgen_core.operations import probe_run, train_run
+from deepgen_core.runs import FINETUNED, PRETRAINED, RunConfig, open_run
+from deepgen_core.training import RBMTrainingConfig
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -28,12 +30,16 @@ TIMEOUT_MS = 120_000
 
 
 @pytest.fixture
-def server(tmp_path):
+def runs_dir(tmp_path):
+    return tmp_path / "runs"
+
+
+@pytest.fixture
+def server(tmp_path, runs_dir):
     if not CHROMIUM.exists():
         pytest.skip(
             "Chromium not found at /usr/bin/chromium; apt-get install -y chromium"
         )
-    runs_dir = tmp_path / "runs"
     port = free_port()
     log = open(tmp_path / "server.log", "wb")  # noqa: SIM115 - closed below
     process = start_server(runs_dir, port, log=log)
@@ -139,3 +145,27 @@ def test_user_trains_and_explores_run(server, browser):
     assert reopened.input_value() == SPEC
     fresh.get_by_text("32 units: 16 from layer 1, 16 from layer 2.").wait_for()
     assert_no_traceback(fresh)
+
+
+@pytest.fixture
+def trained(runs_dir):
+    """A run trained before the server starts."""
+    config = RunConfig(
+        "mnist-10k", DBNConfig([32, 16], rbm=RBMTrainingConfig(epochs=1))
+    )
+    train_run(str(runs_dir / "early"), config)
+
+
+def test_link_opened_first_after_restart(trained, server, browser):
+    url, _ = server
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/units?run=early&units=1:0-9,2:*")
+    spec_box = page.get_by_role("textbox", name="Unit SPEC (editable)")
+    spec_box.wait_for()
+    assert spec_box.input_value() == "1:0-9,2:*"
+    page.get_by_text("26 units: 10 from layer 1, 16 from layer 2.").wait_for()
+    # The app's own navigation is shown, not one made from the file names.
+    assert page.get_by_role("link", name="Units & SVM").count() == 1
+    assert page.get_by_role("link", name="units", exact=True).count() == 0
+    assert_no_traceback(page)
