@@ -71,6 +71,22 @@ def screenshot(page, name: str) -> None:
     page.screenshot(path=ARTIFACTS / f"{name}.png", full_page=True)
 
 
+def hover_shows_image(page, chart) -> bool:
+    """Move the mouse over a grid of chart positions until a tooltip image shows."""
+    box = chart.bounding_box()
+    for row in range(2, 19):
+        for column in range(2, 19):
+            page.mouse.move(
+                box["x"] + box["width"] * column / 20,
+                box["y"] + box["height"] * row / 20,
+            )
+            image = page.locator("#vg-tooltip-element img")
+            if image.count() and image.first.is_visible():
+                source = image.first.get_attribute("src")
+                return source.startswith("data:image/png;base64,")
+    return False
+
+
 def open_nav(page, title: str) -> None:
     page.get_by_role("link", name=title).first.click()
     page.get_by_role("heading", name=title, exact=True).wait_for(timeout=TIMEOUT_MS)
@@ -120,6 +136,7 @@ def test_user_trains_and_explores_run(server, browser):
     )
     chart.first.wait_for()
     page.get_by_text("Drag a box on the chart to pick images").wait_for()
+    assert hover_shows_image(page, chart.first)
     assert_no_traceback(page)
     screenshot(page, "projections")
 
