@@ -208,12 +208,19 @@ def upload_form(runs_dir: Path) -> None:
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(upload.name).stem).strip("-.")
     suffix = Path(upload.name).suffix.lower()
     target = runs_dir / UPLOADS / f"{stem or 'dataset'}{suffix}"
-    if target.exists() and target.stat().st_size == upload.size:
+    content = upload.getvalue()
+    if target.exists() and target.read_bytes() == content:
         st.success(f"{target.name} is ready; choose it in the new-run form.")
+        return
+    if target.exists():
+        st.error(
+            f"Could not use {upload.name}: a different file named {target.name} was "
+            "uploaded before. Rename your file and upload it again."
+        )
         return
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part")
-    partial.write_bytes(upload.getvalue())
+    partial.write_bytes(content)
     try:
         with ui.reported_errors(f"use {upload.name}"):
             dataset = load_user_file(partial.rename(target))

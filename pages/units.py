@@ -7,6 +7,7 @@ import streamlit as st
 from deepgen_app import context, ui, units_view
 from deepgen_core import jobs
 from deepgen_core.operations import CLASSIFIERS, DEFAULT_C, probe_features
+from deepgen_core.errors import InputError
 from deepgen_core.units import GRAMMAR, parse_units
 
 context.run_through_app()
@@ -43,7 +44,7 @@ spec_text = st.text_input(
 )
 try:
     selection = parse_units(spec_text, sizes)
-except Exception as error:  # noqa: BLE001 - shown in plain words below
+except InputError as error:
     selection = None
     st.error(str(error))
 else:

@@ -141,14 +141,15 @@ def test_user_trains_and_explores_run(server, browser):
     screenshot(page, "projections")
 
     open_nav(page, "Samples")
-    page.get_by_text("Reference top-class confidence").first.wait_for()
-    assert page.locator('[data-testid="stMetricValue"]').count() == 8
+    # The sentence comparing both stages is drawn after both panels.
     page.get_by_text("The reference classifier reads the fine-tuned samples").wait_for()
+    assert page.locator('[data-testid="stMetricValue"]').count() == 8
     assert_no_traceback(page)
     screenshot(page, "samples")
 
     open_nav(page, "Filters")
     page.get_by_text("Units in this order").wait_for()
+    page.get_by_text("Each square shows one layer's hidden probabilities").wait_for()
     assert page.locator('[data-testid="stImage"]').count() >= 2
     assert_no_traceback(page)
     screenshot(page, "filters")
@@ -185,4 +186,28 @@ def test_link_opened_first_after_restart(trained, server, browser):
     # The app's own navigation is shown, not one made from the file names.
     assert page.get_by_role("link", name="Units & SVM").count() == 1
     assert page.get_by_role("link", name="units", exact=True).count() == 0
+    assert_no_traceback(page)
+
+
+def test_upload_checks_dataset(server, browser, tmp_path, small_mnist_npz):
+    url, runs_dir = server
+    page = browser.new_page()
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(url)
+    page.get_by_text("Upload your own dataset").click()
+    uploader = page.locator('[data-testid="stFileUploaderDropzoneInput"]')
+
+    broken = tmp_path / "broken.csv"
+    broken.write_text("0.1,0.2,1\n0.3,abc,0\n")
+    uploader.set_input_files(broken)
+    message = page.get_by_text("Could not use broken.csv")
+    message.wait_for()
+    assert "abc" in message.inner_text()
+    assert not (runs_dir / "uploads" / "broken.csv").exists()
+
+    uploader.set_input_files(small_mnist_npz)
+    page.get_by_text("small-mnist.npz: 1000 training and 200 held-out rows").wait_for()
+    assert (runs_dir / "uploads" / "small-mnist.npz").read_bytes() == (
+        small_mnist_npz.read_bytes()
+    )
     assert_no_traceback(page)
