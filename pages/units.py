@@ -6,8 +6,8 @@ import streamlit as st
 
 from deepgen_app import context, ui, units_view
 from deepgen_core import jobs
-from deepgen_core.operations import CLASSIFIERS, DEFAULT_C, probe_features
 from deepgen_core.errors import InputError
+from deepgen_core.operations import CLASSIFIERS, DEFAULT_C, probe_features
 from deepgen_core.units import GRAMMAR, parse_units
 
 context.run_through_app()
