@@ -14,7 +14,7 @@ from deepgen_core.errors import InputError
 
 logging.basicConfig(level=logging.INFO)
 
-st.set_page_config(page_title="deepgen", page_icon=":material/hub:", layout="wide")
+st.set_page_config(page_title="deepgen", layout="wide")
 
 
 @st.cache_resource(show_spinner=False)

@@ -24,7 +24,7 @@ from deepgen_core.errors import InputError
 from deepgen_core.jobs.kinds import default_runs_dir
 from deepgen_core.operations import layer_activations, layer_sizes
 from deepgen_core.quality import load_reference
-from deepgen_core.runs import PRETRAINED, Run, find_runs, open_run
+from deepgen_core.runs import PRETRAINED, RUN_NAME, Run, find_runs, open_run
 
 logger = logging.getLogger(__name__)
 
@@ -55,16 +55,18 @@ def mark_run_through_app() -> None:
     _this_run.through_app = True
 
 
-def run_through_app() -> None:
-    """Rerun through ``app.py`` when Streamlit ran a page file on its own.
+def start_page() -> None:
+    """Start a page: keep widget values, and rerun through ``app.py`` if needed.
 
-    A fresh server that has a ``pages/`` folder treats it as an old-style
+    Every page calls this first. The rerun is for a page file that Streamlit
+    ran on its own: a fresh server that has a ``pages/`` folder treats it as an old-style
     multipage app until some session runs ``st.navigation`` (Streamlit
     1.67). A copied link to a page, opened first after a restart, would then
     run the page file alone, without the sidebar, the worker or the state
     read from the URL. Clearing that mode and rerunning sends the same URL
     through ``app.py``, whose ``st.navigation`` knows the page by its path.
     """
+    keep_widget_values()
     through_app = getattr(_this_run, "through_app", False)
     _this_run.through_app = False
     if through_app or "run" in st.session_state:
@@ -110,6 +112,32 @@ def write_query_params() -> None:
         st.query_params.from_dict(wanted)
 
 
+KEPT_WIDGETS = (
+    "classifier",
+    "svm_c",
+    "combine",
+    "n_samples",
+    "chain_steps",
+    "sample_seed",
+    "filters_shown",
+    "filter_order",
+    "top_by",
+    "chart_by",
+)
+"""Widgets whose choices do not depend on the run, kept across page switches."""
+
+
+def keep_widget_values() -> None:
+    """Keep the values of :data:`KEPT_WIDGETS` when their page is not drawn.
+
+    Streamlit forgets a widget's value once a run does not draw it; writing
+    the value back under the same key at the start of each run keeps it.
+    """
+    for key in KEPT_WIDGETS:
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
+
+
 def set_shared(key: str, value) -> None:
     """Change a shared value and the URL with it."""
     st.session_state[key] = value
@@ -141,7 +169,8 @@ def show_shared_value(key: str, value) -> None:
 def current_run() -> Run | None:
     """The run named in the shared state, or None when it is unset or gone."""
     name = st.session_state.get("run")
-    if not name:
+    if not name or not RUN_NAME.match(name):
+        # A name from the URL never reaches outside the runs folder.
         return None
     try:
         return open_run(runs_dir() / name)
@@ -173,9 +202,10 @@ def stage_stamp(run: Run, stage: str) -> float:
 
 
 def unfinished_job(run: Run) -> jobs.Job | None:
-    """The queued or running job that writes ``run``, if there is one."""
+    """The queued or running job that reads or writes ``run``, if there is one."""
+    path = str(run.path.resolve())
     for job in jobs.list(runs_dir(), ("queued", "running")):
-        if job.run_dir == str(run.path.resolve()):
+        if path in (job.run_dir, job.params.get("run")):
             return job
     return None
 

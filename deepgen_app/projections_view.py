@@ -13,7 +13,7 @@ import streamlit as st
 from PIL import Image
 
 from deepgen_core import jobs
-from deepgen_core.embedding import project
+from deepgen_core.embedding import check_projection_input, project
 from deepgen_core.errors import InputError
 from deepgen_core.jobs.kinds import get_kind
 from deepgen_core.operations import embedding_path
@@ -79,6 +79,8 @@ def umap_coords(run: Run, params: dict) -> np.ndarray | None:
     """
     path = embedding_path(run, params)
     if not path.exists():
+        # Reject what UMAP cannot project here, rather than in a failed job.
+        check_projection_input(chosen_activations(run, params))
         job = find_embed_job(params)
         if job is None or job.state in ("failed", "cancelled"):
             job = jobs.submit("embed", params, context.runs_dir())
@@ -90,6 +92,13 @@ def umap_coords(run: Run, params: dict) -> np.ndarray | None:
             raise InputError(ui_error(job))
     with np.load(path) as archive:
         return archive["coords"]
+
+
+def chosen_activations(run: Run, params: dict) -> np.ndarray:
+    stamp = context.stage_stamp(run, params["stage"])
+    acts = context.activations(str(run.path), params["stage"], stamp, "test")
+    selection = parse_units(params["units"], [a.shape[1] for a in acts])
+    return select_columns(acts, selection)[: params["n_images"]]
 
 
 def wait_for_job(job: jobs.Job) -> jobs.Job:

@@ -149,6 +149,11 @@ def new_run_form(runs_dir: Path) -> None:
         device = right.selectbox(
             "Device", ["auto", "cpu", "cuda"], help="auto uses a GPU when present."
         )
+        drop_last = st.checkbox(
+            "Drop the last partial batch",
+            help="Needed when the number of training rows is not a multiple of "
+            "the batch size; the few rows left over are skipped in each epoch.",
+        )
         finetune_epochs = st.number_input(
             "Fine-tuning epochs",
             1,
@@ -171,6 +176,7 @@ def new_run_form(runs_dir: Path) -> None:
             momentum_switch_epoch=int(switch_epoch),
             weight_decay=weight_decay,
             sparsity_target=sparsity or None,
+            drop_last=drop_last,
         )
         dbn = DBNConfig(
             parse_layers(layers),
@@ -200,7 +206,8 @@ def upload_form(runs_dir: Path) -> None:
     limit = st.get_option("server.maxUploadSize")
     st.caption(
         f"NPZ with arrays x_train and y_train (optionally x_test, y_test), or CSV "
-        f"with one row per example and the label in the last column. Up to {limit} MB."
+        f"with one row per example; labels are read from a header column named "
+        f"'label', and a CSV without one is unlabelled. Up to {limit} MB."
     )
     upload = st.file_uploader("Dataset file", type=["npz", "csv"], key="upload")
     if upload is None:
@@ -224,10 +231,15 @@ def upload_form(runs_dir: Path) -> None:
     try:
         with ui.reported_errors(f"use {upload.name}"):
             dataset = load_user_file(partial.rename(target))
+            labels = (
+                f"{dataset.n_classes} classes"
+                if dataset.y_train is not None
+                else "no labels (add a header column named 'label' for them)"
+            )
             st.success(
                 f"{target.name}: {len(dataset.x_train)} training and "
                 f"{len(dataset.x_test)} held-out rows of {dataset.n_features} "
-                "features. Choose it in the new-run form."
+                f"features, {labels}. Choose it in the new-run form."
             )
             return
         target.unlink(missing_ok=True)
@@ -277,8 +289,12 @@ def run_row(run: Run) -> dict:
     return row
 
 
-def training_curves(run_path: str) -> None:
-    """Reconstruction error and free-energy gap by epoch, one line per layer."""
+def training_curves(run_path: str, place: str) -> None:
+    """Reconstruction error and free-energy gap by epoch, one line per layer.
+
+    ``place`` tells apart the copies drawn on one page, because Streamlit
+    requires each chart key to be unique.
+    """
     figures = read_jsonl(Path(run_path) / "metrics.jsonl")
     if not figures:
         return
@@ -290,7 +306,7 @@ def training_curves(run_path: str) -> None:
         .update_layout(title="Reconstruction error", height=260)
         .update_xaxes(dtick=1 if frame["epoch"].max() < 15 else None),
         width="stretch",
-        key=f"recon-{run_path}",
+        key=f"recon-{place}-{run_path}",
     )
     if "free_energy_gap" in frame:
         right.plotly_chart(
@@ -298,7 +314,7 @@ def training_curves(run_path: str) -> None:
             .update_layout(title="Free-energy gap (held-out minus train)", height=260)
             .update_xaxes(dtick=1 if frame["epoch"].max() < 15 else None),
             width="stretch",
-            key=f"gap-{run_path}",
+            key=f"gap-{place}-{run_path}",
         )
 
 

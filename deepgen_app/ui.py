@@ -80,6 +80,14 @@ def sidebar() -> None:
 def require_stage() -> tuple[Run, str] | None:
     """The chosen run and stage, or None after telling the user what to do."""
     run = context.current_run()
+    name = st.session_state.get("run")
+    if run is None and name:
+        st.info(
+            f"There is no run named {name!r} in {context.runs_dir()}; choose one on "
+            "the Runs page."
+        )
+        st.page_link(RUNS_PAGE, label="Go to the Runs page", icon=":material/list:")
+        return None
     if run is None:
         st.info("Choose a run on the Runs page first, or wait for the demo run.")
         st.page_link(RUNS_PAGE, label="Go to the Runs page", icon=":material/list:")

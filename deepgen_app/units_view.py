@@ -218,14 +218,19 @@ def submit_probe(params: dict, stamp: float) -> jobs.Job:
 
 
 def confusion_figure(result: dict):
-    return px.imshow(
-        np.asarray(result["confusion"]),
-        x=[str(c) for c in result["classes"]],
-        y=[str(c) for c in result["classes"]],
-        labels={"x": "predicted", "y": "true", "color": "images"},
-        text_auto=True,
-        color_continuous_scale="Blues",
-    ).update_layout(height=380, title="Confusion matrix (held-out images)")
+    return (
+        px.imshow(
+            np.asarray(result["confusion"]),
+            x=[str(c) for c in result["classes"]],
+            y=[str(c) for c in result["classes"]],
+            labels={"x": "predicted", "y": "true", "color": "images"},
+            text_auto=True,
+            color_continuous_scale="Blues",
+        )
+        .update_layout(height=380, title="Confusion matrix (held-out images)")
+        .update_xaxes(type="category")
+        .update_yaxes(type="category")
+    )
 
 
 def record(result: dict, spec: str, stage: str, run: Run, images: str) -> None:

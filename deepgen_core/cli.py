@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -353,6 +355,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="epochs without a validation gain before stopping (default: 15)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace an existing finetuned stage (by default it is kept and the "
+        "command stops)",
+    )
     add_background_options(p)
 
     p = commands.add_parser("sample", help="generate images from a stage")
@@ -514,11 +522,10 @@ def command_finetune(args, progress: ConsoleProgress) -> int:
         seed=args.seed,
     )
     if args.background:
-        return submit_job(
-            args, "finetune", {"run": args.run, "config": config.to_dict()}
-        )
+        params = {"run": args.run, "config": config.to_dict()}
+        return submit_job(args, "finetune", {**params, "overwrite": args.overwrite})
     run = open_run(args.run)
-    finetune_run(run, config, progress)
+    finetune_run(run, config, progress, overwrite=args.overwrite)
     progress.close()
     info = run.stage_info("finetuned")["info"]
     print(f"fine-tuned {run.path}: held-out accuracy {info['test_accuracy']:.4f}")
@@ -526,6 +533,7 @@ def command_finetune(args, progress: ConsoleProgress) -> int:
 
 
 def command_sample(args) -> int:
+    check_output_folder(args.out)
     run = open_run(args.run)
     dataset = run.dataset()
     if dataset.image_shape is None:
@@ -547,7 +555,18 @@ def command_sample(args) -> int:
     return 0
 
 
+def check_output_folder(path: str) -> None:
+    """Raise :class:`InputError` before any work when ``path`` cannot be written."""
+    folder = Path(path).expanduser().resolve().parent
+    if not folder.is_dir():
+        raise InputError(
+            f"cannot write {path}: folder {folder} does not exist; create it or "
+            "choose another --out"
+        )
+
+
 def command_features(args) -> int:
+    check_output_folder(args.out)
     run = open_run(args.run)
     dbn = run.load_stage(args.stage)
     dataset = run.dataset()
@@ -678,6 +697,11 @@ def main(argv: list[str] | None = None) -> int:
         progress.close()
         print(f"deepgen {args.command}: {error}", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of our output went away (as with `| head`): stop quietly,
+        # pointing stdout at devnull so the interpreter's final flush succeeds.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -662,6 +662,14 @@ def _describe_array_row(index: int) -> str:
 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     """Read the recognised arrays of an NPZ archive into a dict."""
+    with open(path, "rb") as handle:
+        magic = handle.read(4)
+    if magic[:2] != b"PK" and magic[:1] != b"\x93":
+        raise InputError(
+            f"NPZ file {path.name} is not an NPZ archive (it does not start like a "
+            "zip file). Save the data with numpy.savez(path, x_train=..., "
+            "y_train=...) or numpy.savez_compressed."
+        )
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:

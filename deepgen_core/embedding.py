@@ -39,6 +39,28 @@ def check_embedding_params(
         raise InputError(f"minimum distance must be in [0, 1], got {min_dist}")
 
 
+def check_projection_input(features: np.ndarray) -> np.ndarray:
+    """Return ``features`` as float32, or raise InputError if it cannot be projected.
+
+    Fewer than three rows, no columns, or rows that are all identical cannot
+    be projected.
+    """
+    features = np.asarray(features, dtype=np.float32)
+    if features.ndim != 2 or features.shape[1] == 0:
+        raise InputError("the unit selection is empty; choose at least one unit")
+    n_samples = features.shape[0]
+    if n_samples < 3:
+        raise InputError(
+            f"a projection needs at least 3 points, got {n_samples}; choose more images"
+        )
+    if np.ptp(features, axis=0).max() == 0:
+        raise InputError(
+            "every chosen unit has the same value for all these images, so there is "
+            "nothing to project; choose other units"
+        )
+    return features
+
+
 def project(
     features: np.ndarray,
     method: str = "umap",
@@ -54,19 +76,8 @@ def project(
     ``n_neighbors + 1``, UMAP uses ``n_samples - 1`` neighbours.
     """
     check_embedding_params(method, n_neighbors, min_dist, metric)
-    features = np.asarray(features, dtype=np.float32)
-    if features.ndim != 2 or features.shape[1] == 0:
-        raise InputError("the unit selection is empty; choose at least one unit")
+    features = check_projection_input(features)
     n_samples = features.shape[0]
-    if n_samples < 3:
-        raise InputError(
-            f"a projection needs at least 3 points, got {n_samples}; choose more images"
-        )
-    if np.ptp(features, axis=0).max() == 0:
-        raise InputError(
-            "every chosen unit has the same value for all these images, so there is "
-            "nothing to project; choose other units"
-        )
     if method == "pca":
         from sklearn.decomposition import PCA
 

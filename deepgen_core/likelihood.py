@@ -27,6 +27,7 @@ networks", ICML 2008.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 from dataclasses import dataclass
@@ -183,7 +184,7 @@ def ais_log_partition(
         schedule = betas
 
     log_weights = torch.zeros(n_runs, dtype=torch.float64, device=device)
-    for previous, beta in zip(schedule[:-1], schedule[1:]):
+    for previous, beta in itertools.pairwise(schedule):
         log_weights += _log_unnormalised(v, beta, base_bias, params)
         log_weights -= _log_unnormalised(v, previous, base_bias, params)
         v = _gibbs_at(v, beta, base_bias, params, generator)

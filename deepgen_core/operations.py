@@ -94,6 +94,7 @@ def check_run_config(config: RunConfig) -> None:
     """
     config.dbn.rbm.validate()
     resolve_device(config.device)
+    check_layer_sizes(config.dbn.layers)
     dataset = load_dataset(config.dataset)
     x = torch.as_tensor(dataset.x_train)
     check_training_data(x, x.shape[1], config.dbn.visible_type, config.dbn.rbm)
@@ -109,13 +110,33 @@ def check_run_config(config: RunConfig) -> None:
     )
 
 
+MAX_LAYER_SIZE = 100_000
+"""Largest hidden layer accepted: far above any DBN in the literature, and low
+enough that checking a configuration never tries to allocate a huge net."""
+
+
+def check_layer_sizes(layers: list[int]) -> None:
+    """Raise :class:`InputError` for a hidden layer larger than MAX_LAYER_SIZE."""
+    too_big = [size for size in layers if size > MAX_LAYER_SIZE]
+    if too_big:
+        raise InputError(
+            f"hidden layer size {too_big[0]} is above the limit of "
+            f"{MAX_LAYER_SIZE:,} units; choose smaller layers, such as 500,500,2000"
+        )
+
+
 def finetune_run(
     run: Run,
     config: FinetuneConfig,
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
+    overwrite: bool = False,
 ) -> DBNModule:
-    """Fine-tune the pretrained stage by backprop into the ``finetuned`` stage."""
+    """Fine-tune the pretrained stage by backprop into the ``finetuned`` stage.
+
+    An existing ``finetuned`` stage is replaced only with ``overwrite``.
+    """
+    check_can_write_stage(run, FINETUNED, overwrite)
     dbn = run.load_stage(PRETRAINED)
     dataset = run.dataset()
     if dataset.y_train is None:
@@ -140,6 +161,15 @@ def finetune_run(
     run.save_stage(FINETUNED, tuned, info, history)
     logger.info("fine-tuned %s: held-out accuracy %.4f", run.path, test_accuracy)
     return tuned
+
+
+def check_can_write_stage(run: Run, stage: str, overwrite: bool) -> None:
+    """Raise :class:`InputError` when ``stage`` exists and may not be replaced."""
+    if stage in run.stages() and not overwrite:
+        raise InputError(
+            f"run {run.path} already has a {stage} stage; pass --overwrite to "
+            "replace it, or copy the run folder first to keep both"
+        )
 
 
 def class_accuracy(dbn: DBNModule, x: np.ndarray, y: np.ndarray) -> float:
@@ -301,8 +331,14 @@ def embed_run(run: Run, params: dict) -> dict:
 
 
 def embedding_path(run: Run, params: dict) -> Path:
-    """File that caches the projection made with checked embed ``params``."""
+    """File that caches the projection made with checked embed ``params``.
+
+    The key includes the modification time of the stage's weights, so a
+    stage written again (fine-tuned anew, say) never reuses an old map.
+    """
     keyed = {k: params[k] for k in sorted(params) if k != "run"}
+    weights = run.stage_dir(params["stage"]) / "model.safetensors"
+    keyed["weights_mtime_ns"] = weights.stat().st_mtime_ns if weights.exists() else 0
     return run.path / "embeddings" / f"{embedding_key(keyed)}.npz"
 
 

@@ -10,7 +10,7 @@ from deepgen_app import context, ui
 from deepgen_core.filters import receptive_fields, scale_each
 from deepgen_core.images import image_grid
 
-context.run_through_app()
+context.start_page()
 st.title("Filters")
 ui.intro(
     "A hidden unit's receptive field is the pattern of pixels that drives it "

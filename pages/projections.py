@@ -10,7 +10,7 @@ from deepgen_core.errors import InputError
 from deepgen_core.images import image_grid
 from deepgen_core.units import GRAMMAR, parse_units
 
-context.run_through_app()
+context.start_page()
 st.title("Projections")
 ui.intro(
     "Each dot is one held-out image, placed so that images whose chosen units "
@@ -84,6 +84,7 @@ except InputError as error:
 
 method = st.session_state["method"]
 coords = None
+failed = True
 with ui.reported_errors("project the activations"):
     if method == "pca":
         coords = projections_view.pca_coords(
@@ -92,6 +93,7 @@ with ui.reported_errors("project the activations"):
     else:
         params = projections_view.embed_params(run, stage, spec, n_images)
         coords = projections_view.umap_coords(run, params)
+    failed = False
 
 
 @st.fragment(run_every=0.5)
@@ -116,6 +118,8 @@ if "embed_error" in st.session_state:
     st.error(
         f"Could not project the activations: {st.session_state.pop('embed_error')}"
     )
+if failed:
+    st.stop()
 if coords is None and method == "umap":
     embed_progress()
     st.info("UMAP is running in the background; the map appears here when it is done.")

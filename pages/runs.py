@@ -8,7 +8,7 @@ from deepgen_app import context, runs_view, ui
 from deepgen_core import jobs
 from deepgen_core.runs import FINETUNED, PRETRAINED, archive_run, delete_run, rename_run
 
-context.run_through_app()
+context.start_page()
 st.title("Runs")
 ui.intro(
     "A run is one Deep Belief Net trained on one dataset. Training runs in the "
@@ -37,7 +37,7 @@ def live_jobs() -> None:
         with st.container(border=True):
             ui.job_status(job)
             if job.kind == "train" and job.run_dir:
-                runs_view.training_curves(job.run_dir)
+                runs_view.training_curves(job.run_dir, f"job-{job.id}")
             if st.button("Cancel", key=f"cancel-{job.id}"):
                 with ui.reported_errors("cancel the job"):
                     jobs.cancel(job.id, runs_dir)
@@ -144,7 +144,7 @@ if busy is not None:
 figures = run.metrics()
 if figures:
     st.markdown(f"**Pretraining figures of {run.name}**")
-    runs_view.training_curves(str(run.path))
+    runs_view.training_curves(str(run.path), "chosen")
     losses = runs_view.finetune_figures(run)
     if losses is not None:
         st.plotly_chart(

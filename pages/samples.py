@@ -5,7 +5,7 @@ import streamlit as st
 from deepgen_app import context, samples_view, ui
 from deepgen_core.runs import FINETUNED, PRETRAINED
 
-context.run_through_app()
+context.start_page()
 st.title("Samples")
 ui.intro(
     "A DBN generates by running a Gibbs chain in its top RBM and passing the result "

@@ -10,7 +10,7 @@ from deepgen_core.errors import InputError
 from deepgen_core.operations import CLASSIFIERS, DEFAULT_C, probe_features
 from deepgen_core.units import GRAMMAR, parse_units
 
-context.run_through_app()
+context.start_page()
 st.title("Units & SVM")
 ui.intro(
     "Does a simple classifier on a few hidden units, read without changing any "

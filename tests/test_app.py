@@ -354,5 +354,37 @@ def test_filters_show_each_layer(app, app_runs):
 def test_missing_run_shows_plain_message(app):
     app.query_params["run"] = "no-such-run"
     open_page(app, "units")
-    assert any("Choose a run" in i.value for i in app.info)
+    assert any("There is no run named 'no-such-run'" in i.value for i in app.info)
     assert not app.error
+
+
+def test_umap_on_constant_unit_submits_nothing(app, app_runs):
+    run = open_run(app_runs / "tiny")
+    pixels = run.dataset().x_test[:3]
+    dead = int(np.flatnonzero(np.ptp(pixels, axis=0) == 0)[0])
+    app.query_params["units"] = f"0:{dead}"
+    app.query_params["method"] = "umap"
+    before = len(jobs.list(app_runs))
+    open_page(app, "projections")
+    app.slider(key="n_images").set_value(3).run()
+    assert any("nothing to project" in e.value for e in app.error)
+    assert not any("running in the background" in i.value for i in app.info)
+    assert len(jobs.list(app_runs)) == before
+
+
+def test_run_outside_runs_folder_is_not_opened(app, app_runs, tmp_path):
+    outside = tmp_path / "elsewhere"
+    shutil.copytree(app_runs / "tiny", outside)
+    app.query_params["run"] = "../../" + str(outside).lstrip("/")
+    open_page(app, "units")
+    assert any("There is no run named" in i.value for i in app.info)
+    assert not app.metric
+    assert "Run **elsewhere**" not in " ".join(c.value for c in app.caption)
+
+
+def test_classifier_choice_survives_page_switch(app):
+    open_page(app, "units")
+    app.radio(key="classifier").set_value("rbf-svm").run()
+    app.switch_page("pages/filters.py").run()
+    app.switch_page("pages/units.py").run()
+    assert app.radio(key="classifier").value == "rbf-svm"

@@ -276,3 +276,22 @@ def test_cuda_request_without_gpu_is_rejected(capsys, tmp_path):
     assert code == 2
     assert "no CUDA GPU" in err
     assert not (tmp_path / "run").exists()
+
+
+def test_finetune_keeps_existing_stage(capsys, trained_run):
+    weights = trained_run / "stages" / "finetuned" / "model.safetensors"
+    before = weights.read_bytes()
+    code, _, err = run_cli(capsys, "finetune", str(trained_run), "--epochs", "1")
+    assert code != 0
+    assert "already has a finetuned stage; pass --overwrite" in err
+    assert weights.read_bytes() == before
+
+
+def test_features_to_missing_folder_is_clear(capsys, trained_run, tmp_path):
+    out = tmp_path / "missing" / "f.npz"
+    code, _, err = run_cli(
+        capsys, "features", str(trained_run), "--units", "1:0-3", "--out", str(out)
+    )
+    assert code != 0
+    assert f"folder {out.parent} does not exist" in err
+    assert "Traceback" not in err

@@ -636,7 +636,15 @@ def test_npz_four_dimensional_rejected(tmp_path):
 def test_npz_not_a_zip_rejected(tmp_path):
     path = tmp_path / "broken.npz"
     path.write_bytes(b"this is not an archive")
-    with pytest.raises(InputError, match="could not be read"):
+    with pytest.raises(InputError, match="is not an NPZ archive") as caught:
+        load_user_file(path)
+    assert "allow_pickle" not in str(caught.value)
+
+
+def test_empty_npz_rejected(tmp_path):
+    path = tmp_path / "empty.npz"
+    path.write_bytes(b"")
+    with pytest.raises(InputError, match="is not an NPZ archive"):
         load_user_file(path)
 
 

@@ -18,6 +18,7 @@ from ..finetune import FinetuneConfig
 from ..operations import (
     CLASSIFIERS,
     DEFAULT_C,
+    check_can_write_stage,
     check_run_config,
     embed_run,
     finetune_run,
@@ -102,7 +103,7 @@ def run_train(
     if params.get("finetune") is not None:
         # Fine-tuning starts again from the pretrained stage when resumed.
         config = FinetuneConfig.from_dict(params["finetune"])
-        finetune_run(run, config, progress, should_stop)
+        finetune_run(run, config, progress, should_stop, overwrite=True)
         result["test_accuracy"] = run.stage_info(FINETUNED)["info"]["test_accuracy"]
     return result
 
@@ -120,7 +121,13 @@ def validate_finetune(params: dict) -> dict:
         )
     config = FinetuneConfig.from_dict(params.get("config", {}))
     config.validate()
-    return {"run": _absolute(params["run"]), "config": config.to_dict()}
+    overwrite = bool(params.get("overwrite", False))
+    check_can_write_stage(run, FINETUNED, overwrite)
+    return {
+        "run": _absolute(params["run"]),
+        "config": config.to_dict(),
+        "overwrite": overwrite,
+    }
 
 
 def run_finetune(
@@ -128,7 +135,7 @@ def run_finetune(
 ) -> dict:
     run = open_run(params["run"])
     config = FinetuneConfig.from_dict(params["config"])
-    finetune_run(run, config, progress, should_stop)
+    finetune_run(run, config, progress, should_stop, params.get("overwrite", False))
     return {"test_accuracy": run.stage_info(FINETUNED)["info"]["test_accuracy"]}
 
 
