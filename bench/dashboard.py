@@ -49,7 +49,7 @@ from deepgen_core.operations import train_run
 from deepgen_core.runs import RunConfig
 from deepgen_core.training import RBMTrainingConfig
 
-TIMEOUT_MS = 60_000
+TIMEOUT_MS = 180_000
 
 
 def train_bench_run(runs_dir: Path) -> None:
@@ -121,11 +121,20 @@ def measure(browser, url: str, runs_dir: Path, repeats: int) -> dict[str, float]
     spec.press("Enter")
     page.get_by_text("1000 units: 500 from layer 1, 500 from layer 2.").wait_for()
     accuracy = page.locator('[data-testid="stMetricValue"]').first
-    figures["linear SVM, 1000 units"] = timed(
-        page.get_by_role("button", name="Train classifier").click, accuracy.wait_for
+    button = page.get_by_role("button", name="Train classifier")
+    figures["linear SVM, 1000 units, first"] = timed(button.click, accuracy.wait_for)
+    fit = page.locator('[data-testid="stMetricValue"]').nth(2)
+    print(f"  accuracy shown: {accuracy.inner_text()}, fit {fit.inner_text()}")
+
+    # Again with another C: the activations are cached and torch is warm.
+    c_box = page.get_by_role("spinbutton", name="C", exact=True)
+    c_box.fill("0.2")
+    c_box.press("Enter")
+    time.sleep(1)
+    figures["linear SVM, 1000 units, repeat"] = timed(
+        button.click, page.get_by_text("with C = 0.2 on").wait_for
     )
-    fit = page.locator('[data-testid="stMetricValue"]').nth(2).inner_text()
-    print(f"  accuracy shown: {accuracy.inner_text()}, of which fitting took {fit}")
+    print(f"  repeat fit {fit.inner_text()}")
 
     chart = page.locator('[data-testid="stVegaLiteChart"]').first
     try:
@@ -133,11 +142,13 @@ def measure(browser, url: str, runs_dir: Path, repeats: int) -> dict[str, float]
             lambda: page.goto(f"{url}/projections?run=bench&units=2:*&method=umap"),
             chart.wait_for,
         )
-    except Exception:
-        page.screenshot(path="/tmp/dev/fail.png")
+    finally:
         for job in jobs.list(runs_dir):
-            print(job.id, job.kind, job.state, job.error, job.params)
-        raise
+            if job.kind == "embed" and job.params.get("n_images") == 2000:
+                print(
+                    f"  UMAP job: queued {job.started - job.created:.2f} s, "
+                    f"ran {job.finished - job.started:.2f} s"
+                )
     return figures
 
 
@@ -145,7 +156,8 @@ TARGETS = {
     "first render, cold": 3.0,
     "first render, warm": 3.0,
     "widget change (median)": 0.3,
-    "linear SVM, 1000 units": 2.0,
+    "linear SVM, 1000 units, first": 2.0,
+    "linear SVM, 1000 units, repeat": 2.0,
     "UMAP, 2000 images, warm worker": 5.0,
 }
 
