@@ -40,8 +40,8 @@ class Preset:
 PRESETS = {
     "quick": Preset(
         "Quick demo",
-        "784-256-256, 3 epochs per layer, then 20 epochs of fine-tuning: about a "
-        "minute on a laptop CPU.",
+        "784-256-256, 3 epochs per layer, then up to 20 epochs of fine-tuning: "
+        "one to three minutes on a 2-core CPU.",
         "256,256",
         epochs=3,
         finetune_epochs=20,

@@ -103,6 +103,20 @@ def require_stage() -> tuple[Run, str] | None:
     return run, stage
 
 
+def page_model():
+    """The chosen run, stage, net, layer sizes, stage time stamp and dataset.
+
+    Stops the page, after telling the user what to do, when there is no run
+    with a finished stage.
+    """
+    chosen = require_stage()
+    if chosen is None:
+        st.stop()
+    run, stage = chosen
+    dbn, sizes, stamp = context.model_and_sizes(run, stage)
+    return run, stage, dbn, sizes, stamp, context.load_data(run.config.dataset)
+
+
 # Job progress ------------------------------------------------------------------
 
 

@@ -20,12 +20,7 @@ ui.intro(
     "Below, pick an image to see how strongly every unit of every layer responds."
 )
 
-chosen = ui.require_stage()
-if chosen is None:
-    st.stop()
-run, stage = chosen
-dbn, sizes, stamp = context.model_and_sizes(run, stage)
-data = context.load_data(run.config.dataset)
+run, stage, dbn, sizes, stamp, data = ui.page_model()
 
 left, middle, right = st.columns(3)
 layer = left.selectbox(

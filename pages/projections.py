@@ -20,12 +20,7 @@ ui.intro(
     "runs in the background. Hover over a dot to see its image; drag a box to pick images."
 )
 
-chosen = ui.require_stage()
-if chosen is None:
-    st.stop()
-run, stage = chosen
-dbn, sizes, stamp = context.model_and_sizes(run, stage)
-data = context.load_data(run.config.dataset)
+run, stage, dbn, sizes, stamp, data = ui.page_model()
 if not st.session_state.get("units"):
     context.set_shared("units", f"{len(sizes) - 1}:*")
 

@@ -19,12 +19,7 @@ ui.intro(
     "activations, and compare its held-out accuracy with the baselines below."
 )
 
-chosen = ui.require_stage()
-if chosen is None:
-    st.stop()
-run, stage = chosen
-dbn, sizes, stamp = context.model_and_sizes(run, stage)
-data = context.load_data(run.config.dataset)
+run, stage, dbn, sizes, stamp, data = ui.page_model()
 st.caption(
     f"Run **{run.name}**, stage **{stage}**: layers "
     + ", ".join(units_view.layer_label(n, sizes) for n in range(len(sizes)))
