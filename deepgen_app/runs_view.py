@@ -195,6 +195,7 @@ def new_run_form(runs_dir: Path) -> None:
             ).to_dict()
         job = jobs.submit("train", params, runs_dir)
         context.choose_run(name.strip())
+        st.session_state.pop("manage_run", None)  # show the new run once it exists
         st.success(f"Training queued as job {job.id}; progress is shown above.")
 
 

@@ -79,7 +79,7 @@ def missing_stage(run: Run) -> None:
     """Say that the stage is missing and offer to make it."""
     busy = context.unfinished_job(run)
     if busy is not None:
-        st.info(f"Job {busy.id} ({busy.kind}) is still working on this run.")
+        wait_for_stage(busy.id)
         return
     st.info(
         "This run has no fine-tuned stage yet. Fine-tuning trains the whole net on "
@@ -91,6 +91,16 @@ def missing_stage(run: Run) -> None:
             st.success(
                 f"Fine-tuning queued as job {job.id}; follow it on the Runs page."
             )
+
+
+@st.fragment(run_every=1.0)
+def wait_for_stage(job_id: int) -> None:
+    """Show the job that makes the missing stage; redraw the page when it ends."""
+    job = jobs.get(job_id, context.runs_dir())
+    if job.state in ("queued", "running"):
+        ui.job_status(job)
+        return
+    st.rerun(scope="app")
 
 
 def chain_view(run: Run, stage: str, label: int | None, steps: int, seed: int) -> None:

@@ -25,6 +25,9 @@ st.caption(
     + ", ".join(units_view.layer_label(n, sizes) for n in range(len(sizes)))
 )
 
+# The first classifier needs the training split's activations; computing them
+# now keeps that first click as quick as the next ones.
+context.activations(str(run.path), stage, stamp, "train")
 if not st.session_state.get("units"):
     context.set_shared("units", f"{len(sizes) - 1}:*")
 
