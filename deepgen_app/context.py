@@ -64,7 +64,7 @@ def start_page() -> None:
     1.67). A copied link to a page, opened first after a restart, would then
     run the page file alone, without the sidebar, the worker or the state
     read from the URL. Clearing that mode and rerunning sends the same URL
-    through ``app.py``, whose ``st.navigation`` knows the page by its path.
+    through ``app.py``, whose ``st.navigation`` finds the page by its URL path.
     """
     keep_widget_values()
     through_app = getattr(_this_run, "through_app", False)
@@ -103,13 +103,13 @@ def load_shared_state() -> None:
 
 def write_query_params() -> None:
     """Mirror the shared values that differ from their defaults into the URL."""
-    wanted = {
+    expected = {
         key: str(st.session_state[key])
         for key, default in SHARED_KEYS.items()
         if st.session_state.get(key) not in (None, "", default)
     }
-    if dict(st.query_params) != wanted:
-        st.query_params.from_dict(wanted)
+    if dict(st.query_params) != expected:
+        st.query_params.from_dict(expected)
 
 
 KEPT_WIDGETS = (

@@ -30,7 +30,7 @@ label = left.selectbox(
     label_options,
     key="sample_label",
     help="Clamp the top RBM's label units to one class; free-running lets them "
-    "move. Only nets trained with label units can be asked for a class.",
+    "move. Only nets trained with label units can generate a chosen class.",
 )
 label = None if label == "free-running" else int(label)
 n_samples = middle.select_slider(
