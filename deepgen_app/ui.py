@@ -149,19 +149,31 @@ def describe_progress(progress: dict) -> str:
 
 
 def time_left(job: jobs.Job) -> str:
-    """Estimated time left, from the elapsed time and the fraction done.
+    """Estimated time left in the job's current stage, from its recent pace.
 
-    The estimate assumes every epoch takes as long as the ones so far, so it
-    is rough while fine-tuning, which may stop early.
+    The pace is measured from the first report this browser tab saw of the
+    current attempt and stage, so work done before a resume, or in an
+    earlier stage, does not count. The estimate assumes the remaining epochs
+    take as long as the ones seen, so it is rough while fine-tuning, which
+    may stop early.
     """
     fraction = fraction_done(job.progress)
-    if not job.started or fraction <= 0.01:
+    stage = job.progress.get("stage", "")
+    baselines = st.session_state.setdefault("progress_baselines", {})
+    now = time.time()
+    first_time, first_fraction = baselines.setdefault(
+        (job.id, job.started, stage), (now, fraction)
+    )
+    gained = fraction - first_fraction
+    if gained < 0.01 or now - first_time < 2:
         return "estimating time left"
-    elapsed = time.time() - job.started
-    seconds = elapsed * (1 - fraction) / fraction
+    seconds = (now - first_time) * (1 - fraction) / gained
+    then = (
+        ", then fine-tuning" if stage == "pretrain" and "finetune" in job.params else ""
+    )
     if seconds < 90:
-        return f"about {seconds:.0f} s left"
-    return f"about {seconds / 60:.0f} min left"
+        return f"about {seconds:.0f} s left in this stage{then}"
+    return f"about {seconds / 60:.0f} min left in this stage{then}"
 
 
 def job_status(job: jobs.Job) -> None:

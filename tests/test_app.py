@@ -388,3 +388,31 @@ def test_classifier_choice_survives_page_switch(app):
     app.switch_page("pages/filters.py").run()
     app.switch_page("pages/units.py").run()
     assert app.radio(key="classifier").value == "rbf-svm"
+
+
+@pytest.mark.parametrize(
+    ("progress", "expected"),
+    [
+        ({}, 0.0),
+        (
+            {
+                "stage": "pretrain",
+                "step": 50,
+                "total": 100,
+                "epoch": 1,
+                "n_epochs": 2,
+                "layer": 2,
+                "n_layers": 2,
+            },
+            0.625,
+        ),
+        (
+            {"stage": "finetune", "step": 10, "total": 40, "epoch": 3, "n_epochs": 4},
+            0.5625,
+        ),
+    ],
+)
+def test_fraction_done_counts_layers_and_epochs(progress, expected):
+    from deepgen_app.ui import fraction_done
+
+    assert fraction_done(progress) == pytest.approx(expected)
