@@ -14,10 +14,10 @@ target:
   a fresh server (cold: the script imports torch) and once more in a new
   browser tab (warm); target under 3 s;
 - widget change: editing the unit SPEC on Units & SVM until the unit count
-  below it updates, on cached activations; median of ``--repeats``; target
-  under 300 ms;
+  below it updates, on cached activations. The figure is the median of
+  ``--repeats`` edits; target under 300 ms;
 - linear SVM on 1,000 units (``1:*,2:*``): from the click until the accuracy
-  shows; target under 2 s;
+  shows, for the first click and for a repeat with another C; target under 2 s;
 - UMAP of the 2,000 held-out images with the worker's warm process ready:
   from opening the page until the chart shows; target under 5 s.
 
@@ -104,7 +104,7 @@ def measure(browser, url: str, runs_dir: Path, repeats: int) -> dict[str, float]
     page.get_by_text("500 units: 500 from layer 2.").wait_for()
     changes = []
     for index in range(repeats):
-        text, shown = (
+        text, caption = (
             ("1:0-99", "100 units: 100 from layer 1.")
             if index % 2 == 0
             else ("2:*", "500 units: 500 from layer 2.")
@@ -114,7 +114,7 @@ def measure(browser, url: str, runs_dir: Path, repeats: int) -> dict[str, float]
             spec.fill(text)
             spec.press("Enter")
 
-        changes.append(timed(edit, page.get_by_text(shown).wait_for))
+        changes.append(timed(edit, page.get_by_text(caption).wait_for))
     figures["widget change (median)"] = statistics.median(changes)
 
     spec.fill("1:*,2:*")

@@ -3,7 +3,7 @@
 The choice of run, stage, unit SPEC and chart parameters lives in
 ``st.session_state`` (so it survives switching pages) and is mirrored into
 the URL's query parameters (so a copied link reopens the same view). Widget
-keys are kept apart from these values because Streamlit forgets the state of
+keys are kept apart from these values because Streamlit deletes the state of
 a widget that a page does not draw.
 """
 
@@ -43,7 +43,7 @@ NUMBER_KEYS = {"neighbors": int, "min_dist": float}
 
 
 def runs_dir() -> Path:
-    """The runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` in the working folder."""
+    """Return the runs folder: ``$DEEPGEN_RUNS_DIR``, else ``runs`` in the working folder."""
     return default_runs_dir().resolve()
 
 
@@ -130,7 +130,7 @@ KEPT_WIDGETS = (
 def keep_widget_values() -> None:
     """Keep the values of :data:`KEPT_WIDGETS` when their page is not drawn.
 
-    Streamlit forgets a widget's value once a run does not draw it; writing
+    Streamlit deletes a widget's value once a run does not draw it, and writing
     the value back under the same key at the start of each run keeps it.
     """
     for key in KEPT_WIDGETS:
@@ -152,6 +152,15 @@ def bound_widget_value(key: str) -> str:
     return widget_key
 
 
+def bound(key: str) -> dict:
+    """Return the widget arguments that show and update the shared value ``key``."""
+    return {
+        "key": bound_widget_value(key),
+        "on_change": copy_from_widget,
+        "args": (key,),
+    }
+
+
 def copy_from_widget(key: str) -> None:
     """Callback that stores a bound widget's value as the shared value."""
     set_shared(key, st.session_state[f"widget_{key}"])
@@ -167,7 +176,7 @@ def show_shared_value(key: str, value) -> None:
 
 
 def current_run() -> Run | None:
-    """The run named in the shared state, or None when it is unset or gone."""
+    """Return the run named in the shared state, or None when it is unset or gone."""
     name = st.session_state.get("run")
     if not name or not RUN_NAME.match(name):
         # A name from the URL never reaches outside the runs folder.
@@ -184,7 +193,7 @@ def choose_run(name: str | None, stage: str = PRETRAINED) -> None:
 
 
 def current_stage(run: Run) -> str | None:
-    """The chosen stage of ``run``, falling back to its first finished stage."""
+    """Return the chosen stage of ``run``, falling back to its first finished stage."""
     stages = run.stages()
     if not stages:
         return None
@@ -202,7 +211,7 @@ def stage_stamp(run: Run, stage: str) -> float:
 
 
 def unfinished_job(run: Run) -> jobs.Job | None:
-    """The queued or running job that reads or writes ``run``, if there is one."""
+    """Return the queued or running job that reads or writes ``run``, if any."""
     path = str(run.path.resolve())
     for job in jobs.list(runs_dir(), ("queued", "running")):
         if path in (job.run_dir, job.params.get("run")):
@@ -238,7 +247,7 @@ def activations(
     show_spinner="Training the reference classifier once for this dataset"
 )
 def reference(dataset_name: str):
-    """The dataset's reference classifier and its description."""
+    """Load (training once) the dataset's reference classifier and its description."""
     return load_reference(load_data(dataset_name), runs_dir() / "references")
 
 

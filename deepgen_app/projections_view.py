@@ -124,7 +124,7 @@ def find_embed_job(params: dict) -> jobs.Job | None:
 
 
 def scatter(coords: np.ndarray, labels, thumbs, title: str):
-    """An Altair scatter of ``coords`` coloured by label, images in the tooltip."""
+    """Build an Altair scatter of ``coords`` coloured by label, images in the tooltip."""
     frame = pd.DataFrame(
         {"x": coords[:, 0], "y": coords[:, 1], "image_row": np.arange(len(coords))}
     )

@@ -34,10 +34,12 @@ def dataset_choices(runs_dir: Path) -> list[str]:
 
 
 def _next_run_name(runs_dir: Path, stem: str) -> str:
-    taken = {path.name for path in runs_dir.glob("*")} if runs_dir.exists() else set()
+    existing = (
+        {path.name for path in runs_dir.glob("*")} if runs_dir.exists() else set()
+    )
     for number in range(1, 1000):
         name = f"{stem}-{number}"
-        if name not in taken:
+        if name not in existing:
             return name
     return stem
 
@@ -213,6 +215,7 @@ def upload_form(runs_dir: Path) -> None:
     upload = st.file_uploader("Dataset file", type=["npz", "csv"], key="upload")
     if upload is None:
         return
+
     stem = re.sub(r"[^A-Za-z0-9._-]+", "-", Path(upload.name).stem).strip("-.")
     suffix = Path(upload.name).suffix.lower()
     target = runs_dir / UPLOADS / f"{stem or 'dataset'}{suffix}"
@@ -226,6 +229,7 @@ def upload_form(runs_dir: Path) -> None:
             "uploaded before. Rename your file and upload it again."
         )
         return
+
     target.parent.mkdir(parents=True, exist_ok=True)
     partial = target.with_name(f".{target.name}.part")
     partial.write_bytes(content)
@@ -252,7 +256,7 @@ def upload_form(runs_dir: Path) -> None:
 
 
 def stopped_train_job(run: Run) -> jobs.Job | None:
-    """The run's latest training job if it was cancelled or failed."""
+    """Return the run's latest training job if it was cancelled or failed."""
     path = str(run.path.resolve())
     for job in jobs.list(context.runs_dir()):
         if job.run_dir == path and job.kind == "train":
@@ -271,7 +275,7 @@ def run_status(run: Run) -> str:
 
 
 def run_row(run: Run) -> dict:
-    """One row of the run table."""
+    """Build the run's row of the run table."""
     config = run.config
     figures = run.metrics()
     row = {
@@ -290,10 +294,16 @@ def run_row(run: Run) -> dict:
     return row
 
 
-def training_curves(run_path: str, place: str) -> None:
-    """Reconstruction error and free-energy gap by epoch, one line per layer.
+CURVES = {
+    "recon_error": "Reconstruction error",
+    "free_energy_gap": "Free-energy gap (held-out minus train)",
+}
 
-    ``place`` tells apart the copies drawn on one page, because Streamlit
+
+def training_curves(run_path: str, place: str) -> None:
+    """Draw reconstruction error and free-energy gap by epoch, one line per layer.
+
+    ``place`` distinguishes the copies drawn on one page, because Streamlit
     requires each chart key to be unique.
     """
     figures = read_jsonl(Path(run_path) / "metrics.jsonl")
@@ -301,21 +311,15 @@ def training_curves(run_path: str, place: str) -> None:
         return
     frame = pd.DataFrame(figures)
     frame["layer"] = frame["layer"].astype(str)
-    left, right = st.columns(2)
-    left.plotly_chart(
-        px.line(frame, x="epoch", y="recon_error", color="layer", markers=True)
-        .update_layout(title="Reconstruction error", height=260)
-        .update_xaxes(dtick=1 if frame["epoch"].max() < 15 else None),
-        width="stretch",
-        key=f"recon-{place}-{run_path}",
-    )
-    if "free_energy_gap" in frame:
-        right.plotly_chart(
-            px.line(frame, x="epoch", y="free_energy_gap", color="layer", markers=True)
-            .update_layout(title="Free-energy gap (held-out minus train)", height=260)
-            .update_xaxes(dtick=1 if frame["epoch"].max() < 15 else None),
+    tick = 1 if frame["epoch"].max() < 15 else None
+    for column, (name, title) in zip(st.columns(2), CURVES.items()):
+        if name not in frame:
+            continue
+        figure = px.line(frame, x="epoch", y=name, color="layer", markers=True)
+        column.plotly_chart(
+            figure.update_layout(title=title, height=260).update_xaxes(dtick=tick),
             width="stretch",
-            key=f"gap-{place}-{run_path}",
+            key=f"{name}-{place}-{run_path}",
         )
 
 

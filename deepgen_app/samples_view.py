@@ -43,10 +43,11 @@ def stage_panel(
     net, _ = context.reference(run.config.dataset)
     probs = class_probs(net, samples)
     figures = sample_quality(samples, probs, data.x_train, label)
+
     first, second = st.columns(2)
-    what = f"confidence in {label}" if label is not None else "top-class confidence"
+    measure = f"confidence in {label}" if label is not None else "top-class confidence"
     first.metric(
-        f"Reference {what}",
+        f"Reference {measure}",
         f"{figures['label_confidence']:.2f}",
         help="Mean probability the reference classifier gives the requested class "
         "(or its most likely class, for free-running chains). 1 is best.",
@@ -104,7 +105,7 @@ def wait_for_stage(job_id: int) -> None:
 
 
 def chain_view(run: Run, stage: str, label: int | None, steps: int, seed: int) -> None:
-    """A slider over the chain's saved steps and the images at the chosen one."""
+    """Draw a slider over the chain's saved steps and the images at the chosen one."""
     data = context.load_data(run.config.dataset)
     if data.image_shape is None:
         st.caption("This dataset's rows are not images, so the chain is not drawn.")

@@ -13,6 +13,7 @@ import streamlit as st
 from deepgen_core import jobs
 from deepgen_core.errors import InputError, TrainingDiverged
 from deepgen_core.runs import Run
+from deepgen_core.units import GRAMMAR
 
 from . import context
 
@@ -23,7 +24,7 @@ USER_ERRORS = (InputError, TrainingDiverged)
 
 
 def intro(text: str) -> None:
-    """The short help a page opens with."""
+    """Show the short help a page opens with."""
     st.caption(text)
 
 
@@ -47,7 +48,7 @@ def reported_errors(action: str) -> Iterator[None]:
 
 
 def sidebar() -> None:
-    """The current run and stage, and a link back to the run list."""
+    """Draw the sidebar: the current run and stage, and a link back to the run list."""
     with st.sidebar:
         run = context.current_run()
         if run is None:
@@ -66,9 +67,7 @@ def sidebar() -> None:
                 "Stage",
                 stages,
                 index=stages.index(stage),
-                key=context.bound_widget_value("stage"),
-                on_change=context.copy_from_widget,
-                args=("stage",),
+                **context.bound("stage"),
                 help="pretrained: after greedy layer-wise training; finetuned: "
                 "after backpropagation on the labels.",
             )
@@ -78,7 +77,7 @@ def sidebar() -> None:
 
 
 def require_stage() -> tuple[Run, str] | None:
-    """The chosen run and stage, or None after telling the user what to do."""
+    """Return the chosen run and stage, or None after telling the user what to do."""
     run = context.current_run()
     name = st.session_state.get("run")
     if run is None and name:
@@ -104,7 +103,7 @@ def require_stage() -> tuple[Run, str] | None:
 
 
 def page_model():
-    """The chosen run, stage, net, layer sizes, stage time stamp and dataset.
+    """Load the chosen run, stage, net, layer sizes, stage time stamp and dataset.
 
     Stops the page, after telling the user what to do, when there is no run
     with a finished stage.
@@ -115,6 +114,20 @@ def page_model():
     run, stage = chosen
     dbn, sizes, stamp = context.model_and_sizes(run, stage)
     return run, stage, dbn, sizes, stamp, context.load_data(run.config.dataset)
+
+
+def spec_input(label: str, sizes: list[int]) -> str:
+    """Draw the editable unit SPEC, bound to the shared value, and return its text.
+
+    An unset SPEC starts as the whole top hidden layer.
+    """
+    if not st.session_state.get("units"):
+        context.set_shared("units", f"{len(sizes) - 1}:*")
+    return st.text_input(
+        label,
+        **context.bound("units"),
+        help=GRAMMAR,
+    )
 
 
 # Job progress ------------------------------------------------------------------
@@ -134,7 +147,7 @@ def fraction_done(progress: dict) -> float:
 
 
 def describe_progress(progress: dict) -> str:
-    """One line saying where a job is: stage, layer, epoch and batch."""
+    """Describe in one line where a job is: stage, layer, epoch and batch."""
     if not progress:
         return "waiting for the first progress report"
     parts = [progress.get("stage", "working")]
@@ -177,7 +190,7 @@ def time_left(job: jobs.Job) -> str:
 
 
 def job_status(job: jobs.Job) -> None:
-    """A progress bar with its line of text for one unfinished job."""
+    """Draw a progress bar with its line of text for one unfinished job."""
     label = f"Job {job.id} · {job.kind} · {job.state}"
     if job.state == "queued":
         st.progress(0.0, text=f"{label}: waiting for the worker")

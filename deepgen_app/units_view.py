@@ -17,8 +17,8 @@ from deepgen_core.units import parse_units, select_columns
 from . import context
 
 LIVE_RBF_LIMIT = 2_000_000
-"""Largest training input (rows x units) an RBF SVM is fitted on in the page;
-larger ones run as a probe job so the page stays responsive."""
+"""Largest training input (rows x units) that an RBF SVM is fitted on in the page.
+Larger inputs run as a probe job, so the page stays responsive."""
 SELECTED_ROWS = "selected_rows"
 
 
@@ -124,7 +124,7 @@ def selection_tools(
 
 
 def chart_selection(run, stage, sizes, stamp, labels, combine) -> None:
-    """A bar chart of unit scores; the units boxed on it can become the SPEC."""
+    """Draw a bar chart of unit scores whose boxed units can become the SPEC."""
     hidden = list(range(1, len(sizes)))
     layer = st.selectbox(
         "Layer", hidden, format_func=lambda n: layer_label(n, sizes), key="chart_layer"
@@ -202,7 +202,7 @@ def probe_params(run: Run, stage: str, spec: str, classifier: str, c: float) -> 
 
 
 def find_probe(params: dict, stamp: float) -> jobs.Job | None:
-    """A probe job with these parameters, newer than the stage, that is not failed."""
+    """Return a probe job with these parameters, newer than the stage, not failed."""
     checked = {**params, "run": str(Path(params["run"]).expanduser().resolve())}
     for job in jobs.list(context.runs_dir()):
         if job.kind != "probe" or job.params != checked or job.created < stamp:
@@ -213,7 +213,7 @@ def find_probe(params: dict, stamp: float) -> jobs.Job | None:
 
 
 def submit_probe(params: dict, stamp: float) -> jobs.Job:
-    """The probe job for ``params``: an earlier one when it exists, else a new one."""
+    """Return the probe job for ``params``: an earlier one if any, else a new one."""
     return find_probe(params, stamp) or jobs.submit("probe", params, context.runs_dir())
 
 
@@ -251,7 +251,7 @@ def record(result: dict, spec: str, stage: str, run: Run, images: str) -> None:
 
 
 def baseline_specs(sizes: list[int], n_units: int) -> dict[str, str]:
-    """The SPECs compared with every selection."""
+    """Return the SPECs that every selection is compared with, by name."""
     top = len(sizes) - 1
     hidden = list(range(1, len(sizes)))
     specs = {

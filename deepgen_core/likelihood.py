@@ -45,7 +45,7 @@ DEFAULT_RUNS = 100
 
 
 def salakhutdinov_murray_betas() -> np.ndarray:
-    """The schedule of Salakhutdinov and Murray (2008): 14,500 steps.
+    """Return the schedule of Salakhutdinov and Murray (2008): 14,500 steps.
 
     500 steps from 0 to 0.5, 4,000 from 0.5 to 0.9 and 10,000 from 0.9
     to 1, uniformly spaced within each part (14,501 temperatures).
@@ -103,7 +103,7 @@ def _log_unnormalised(v, beta, base_bias, rbm_params) -> torch.Tensor:
 
 
 def _gibbs_at(v, beta, base_bias, rbm_params, generator) -> torch.Tensor:
-    """One Gibbs step v -> h -> v of the distribution at ``beta``."""
+    """Run one Gibbs step v -> h -> v of the distribution at ``beta``."""
     weight, visible_bias, hidden_bias = rbm_params
     hidden_probs = torch.sigmoid(beta * (v @ weight + hidden_bias))
     h = (

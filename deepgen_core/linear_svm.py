@@ -11,9 +11,8 @@ optimum; L-BFGS reaches it from the ridge-regression solution, which already
 classifies almost as well.
 
 Why not LinearSVC itself: liblinear fits the ten classes one after another on
-one core, taking about 10 s for 8,000 rows of 1,000 units on a 2-core CPU;
-this takes under a second there, which keeps the app's live probe
-interactive. The preconditioner costs O(n_samples n_features^2) time and
+one core. It takes about 10 s for 8,000 rows of 1,000 units on a 2-core CPU,
+where this takes under a second, which keeps the app's live probe interactive. The preconditioner costs O(n_samples n_features^2) time and
 O(n_features^2) memory, so inputs of many thousands of units are slower.
 """
 
@@ -117,7 +116,7 @@ class TorchLinearSVC:
         return self.classes_[scores.argmax(1)]
 
     def objective(self, x: np.ndarray, y: np.ndarray) -> float:
-        """The minimised objective at the fitted weights, summed over problems."""
+        """Compute the minimised objective at the fitted weights, summed over problems."""
         scores = self.decision_function(x)
         targets = np.where(y[:, None] == self.classes_[None, :], 1.0, -1.0)
         if len(self.classes_) == 2:

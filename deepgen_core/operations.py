@@ -235,7 +235,7 @@ def probe_features(
 ) -> dict:
     """Train ``classifier`` on ``train`` and score it on ``test``.
 
-    The result holds the accuracy, the confusion matrix (rows are true
+    The result contains the accuracy, the confusion matrix (rows are true
     classes, columns predicted, both in the order of ``classes``) and the
     fit time in seconds.
     """

@@ -3,7 +3,7 @@
 The reference classifier is a small multilayer perceptron (n_features-256-10)
 trained once per dataset with a fixed seed and kept as a file, so that every
 stage of every run on that dataset is judged by the same model. It is only a
-measuring instrument: it never sees generated images during training.
+measuring instrument, trained on real images alone.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ def sample_quality(
 
 
 def describe_difference(before: dict, after: dict, label: int | None) -> str:
-    """One plain sentence comparing the sample figures of two stages."""
+    """Write one plain sentence comparing the sample figures of two stages."""
     target = f"a {label}" if label is not None else "some digit"
     change = after["label_confidence"] - before["label_confidence"]
     if abs(change) < 0.05:

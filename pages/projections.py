@@ -8,7 +8,7 @@ from deepgen_core import jobs
 from deepgen_core.embedding import METRICS
 from deepgen_core.errors import InputError
 from deepgen_core.images import image_grid
-from deepgen_core.units import GRAMMAR, parse_units
+from deepgen_core.units import parse_units
 
 context.start_page()
 st.title("Projections")
@@ -21,33 +21,20 @@ ui.intro(
 )
 
 run, stage, dbn, sizes, stamp, data = ui.page_model()
-if not st.session_state.get("units"):
-    context.set_shared("units", f"{len(sizes) - 1}:*")
-
-spec_text = st.text_input(
-    "Unit SPEC",
-    key=context.bound_widget_value("units"),
-    on_change=context.copy_from_widget,
-    args=("units",),
-    help=GRAMMAR,
-)
+spec_text = ui.spec_input("Unit SPEC", sizes)
 left, middle, right, last = st.columns(4)
 left.radio(
     "Method",
     ["pca", "umap"],
     format_func=str.upper,
     horizontal=True,
-    key=context.bound_widget_value("method"),
-    on_change=context.copy_from_widget,
-    args=("method",),
+    **context.bound("method"),
 )
 middle.number_input(
     "Neighbours",
     2,
     200,
-    key=context.bound_widget_value("neighbors"),
-    on_change=context.copy_from_widget,
-    args=("neighbors",),
+    **context.bound("neighbors"),
     help="UMAP: how many nearby images shape each image's place (default 15).",
 )
 right.number_input(
@@ -55,17 +42,13 @@ right.number_input(
     0.0,
     0.99,
     step=0.05,
-    key=context.bound_widget_value("min_dist"),
-    on_change=context.copy_from_widget,
-    args=("min_dist",),
+    **context.bound("min_dist"),
     help="UMAP: how tightly points may pack (default 0.1).",
 )
 last.selectbox(
     "Metric",
     METRICS,
-    key=context.bound_widget_value("metric"),
-    on_change=context.copy_from_widget,
-    args=("metric",),
+    **context.bound("metric"),
     help="UMAP: how the distance between two images' activations is measured.",
 )
 n_test = len(data.x_test)

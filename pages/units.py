@@ -8,7 +8,7 @@ from deepgen_app import context, ui, units_view
 from deepgen_core import jobs
 from deepgen_core.errors import InputError
 from deepgen_core.operations import CLASSIFIERS, DEFAULT_C, probe_features
-from deepgen_core.units import GRAMMAR, parse_units
+from deepgen_core.units import parse_units
 
 context.start_page()
 st.title("Units & SVM")
@@ -28,18 +28,10 @@ st.caption(
 # The first classifier needs the training split's activations; computing them
 # now keeps that first click as quick as the next ones.
 context.activations(str(run.path), stage, stamp, "train")
-if not st.session_state.get("units"):
-    context.set_shared("units", f"{len(sizes) - 1}:*")
 
 st.subheader("1. Choose units")
 units_view.selection_tools(run, stage, sizes, stamp, data.y_train)
-spec_text = st.text_input(
-    "Unit SPEC (editable)",
-    key=context.bound_widget_value("units"),
-    on_change=context.copy_from_widget,
-    args=("units",),
-    help=GRAMMAR,
-)
+spec_text = ui.spec_input("Unit SPEC (editable)", sizes)
 try:
     selection = parse_units(spec_text, sizes)
 except InputError as error:

@@ -4,9 +4,10 @@ Run from the repository root (needs /usr/bin/chromium)::
 
     python scripts/screenshots.py
 
-Trains the quick-demo run (784-256-256, 3 epochs per layer, then
-20 epochs of fine-tuning; about a minute on 2 cores) in a temporary runs
-folder, starts the app on it and saves one PNG per page.
+It trains the quick-demo run (784-256-256, 3 epochs per layer, then up to 20
+epochs of fine-tuning) in a temporary runs folder, which takes one to three
+minutes on 2 cores. Then it starts the app on that run and saves one PNG per
+page.
 """
 
 from __future__ import annotations

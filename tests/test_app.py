@@ -183,9 +183,9 @@ def test_svm_accuracy_matches_core_probe(app, app_runs):
     app.text_input(key="widget_units").set_value("1:*").run()
     click(app, "Train classifier")
     expected = probe_run(open_run(app_runs / "tiny"), PRETRAINED, "1:*")
-    shown = metrics(app)
-    assert shown["Held-out accuracy"] == [f"{expected['accuracy']:.2%}"]
-    assert shown["Units"] == ["64"]
+    displayed = metrics(app)
+    assert displayed["Held-out accuracy"] == [f"{expected['accuracy']:.2%}"]
+    assert displayed["Units"] == ["64"]
     assert app.query_params["units"] == "1:*"
     history = app.dataframe[-1].value
     assert history.iloc[-1]["accuracy"] == pytest.approx(expected["accuracy"], abs=1e-4)
@@ -302,7 +302,7 @@ def test_umap_runs_in_worker_and_is_cached(app, app_runs):
 def test_samples_show_figures_for_both_stages(app, app_runs):
     open_page(app, "samples")
     app.selectbox(key="sample_label").set_value(3).run()
-    shown = metrics(app)
+    displayed = metrics(app)
     run = open_run(app_runs / "tiny")
     dataset = run.dataset()
     net, _ = load_reference(dataset, app_runs / "references")
@@ -313,9 +313,9 @@ def test_samples_show_figures_for_both_stages(app, app_runs):
         expected = sample_quality(
             samples, class_probs(net, samples), dataset.x_train, 3
         )
-        confidence = shown["Reference confidence in 3"][column]
+        confidence = displayed["Reference confidence in 3"][column]
         assert confidence == f"{expected['label_confidence']:.2f}"
-        distance = shown["Distance to nearest training image"][column]
+        distance = displayed["Distance to nearest training image"][column]
         assert distance == f"{expected['nn_train_distance']:.2f}"
     assert any("fine-tuned samples" in i.value for i in app.info)
     assert len(app.get("image")) >= 3  # two grids and the chain
