@@ -5,10 +5,11 @@ from __future__ import annotations
 import streamlit as st
 
 from deepgen_core import jobs
+from deepgen_core.evaluation import FIGURE_NAMES, describe_change, figure_rows
 from deepgen_core.images import image_grid
 from deepgen_core.operations import sample_run
 from deepgen_core.quality import class_probs, describe_difference, sample_quality
-from deepgen_core.runs import Run, open_run
+from deepgen_core.runs import FINETUNED, PRETRAINED, Run, open_run
 
 from . import context, ui
 
@@ -55,7 +56,8 @@ def stage_panel(
     second.metric(
         "Classes covered",
         f"{figures['coverage']:.0%}",
-        help="Share of the classes that at least one sample is classified as.",
+        help="Share of the classes that get at least half of an even share of "
+        "the samples.",
     )
     first.metric(
         "Evenness of classes",
@@ -72,8 +74,145 @@ def stage_panel(
     return figures
 
 
-def reading(before: dict, after: dict, label: int | None) -> str:
-    return describe_difference(before, after, label)
+def reading(before: dict, after: dict, label: int | None, after_stage: str) -> str:
+    return describe_difference(before, after, label, after_stage)
+
+
+def stage_pickers(run: Run) -> tuple[str, str]:
+    """Draw the two stage choices and return them (before, after).
+
+    "after" defaults to the first fine-tuned stage; a run without one offers
+    ``finetuned``, whose column then offers to make it.
+    """
+    stages = run.stages()
+    tuned = [stage for stage in stages if stage != PRETRAINED]
+    options = stages if tuned else [*stages, FINETUNED]
+    left, right = st.columns(2)
+    before = left.selectbox(
+        "Before",
+        options,
+        options.index(PRETRAINED) if PRETRAINED in options else 0,
+        key="before_stage",
+        help="The stage shown on the left, usually the pretrained one.",
+    )
+    after = right.selectbox(
+        "After",
+        options,
+        options.index(tuned[0] if tuned else FINETUNED),
+        key="after_stage",
+        help="The stage shown on the right: finetuned is backprop, finetuned-head "
+        "a classifier on frozen units, finetuned-updown the up-down algorithm.",
+    )
+    return before, after
+
+
+def evaluation_panel(run: Run, stages: list[str]) -> None:
+    """Show each stage's saved measurements side by side, or offer to make them."""
+    evaluations = {stage: run.load_evaluation(stage) for stage in stages}
+    missing = [stage for stage, figures in evaluations.items() if figures is None]
+    busy = [job for job in evaluate_jobs(run) if job.params.get("stage") in missing]
+    if busy:
+        wait_for_evaluation(busy[0].id)
+    elif missing:
+        st.info(
+            f"Not measured yet: {', '.join(missing)}. A measurement estimates the "
+            "log-likelihood by annealed importance sampling and judges 500 samples; "
+            "it runs in the background and can take a few minutes for large nets."
+        )
+        if st.button(f"Measure {', '.join(missing)}", key="measure_stages"):
+            with ui.reported_errors("start the measurement"):
+                for stage in missing:
+                    jobs.submit(
+                        "evaluate",
+                        {"run": str(run.path), "stage": stage},
+                        context.runs_dir(),
+                    )
+                st.rerun()
+    measured = {stage: f for stage, f in evaluations.items() if f is not None}
+    if not measured:
+        return
+    st.dataframe(evaluation_table(measured), hide_index=True, width="stretch")
+    st.plotly_chart(
+        evaluation_figure(measured), width="stretch", key="evaluation_chart"
+    )
+    if len(measured) == 2:
+        before, after = measured.values()
+        st.info(describe_change(before, after))
+    for stage, figures in measured.items():
+        likelihood = figures["log_likelihood"]
+        if likelihood.get("value") is None:
+            st.caption(f"{stage}: log-likelihood not measured: {likelihood['reason']}")
+            continue
+        settings = figures["settings"]
+        st.caption(
+            f"{stage}: log-likelihood by {likelihood['method']} on "
+            f"{likelihood['test_images']}; generative model: "
+            f"{likelihood['generative_model']}. {settings['ais_runs']} AIS runs, "
+            f"{settings['ais_betas']:,} temperatures, {settings['n_samples']} samples "
+            f"after {settings['steps']} Gibbs steps, labels "
+            f"{settings['labels']}. Error bars are one standard error."
+        )
+        if likelihood.get("warning"):
+            st.warning(f"{stage}: {likelihood['warning']}")
+
+
+def evaluation_table(measured: dict[str, dict]):
+    """One row per figure, a value and a standard-error column per stage."""
+    import pandas as pd
+
+    rows = {stage: figure_rows(figures) for stage, figures in measured.items()}
+    table = {"figure": list(FIGURE_NAMES.values())}
+    for stage, figures in rows.items():
+        table[stage] = [figures[key][0] for key in FIGURE_NAMES]
+        table[f"{stage} ±"] = [figures[key][1] for key in FIGURE_NAMES]
+    return pd.DataFrame(table)
+
+
+def evaluation_figure(measured: dict[str, dict]):
+    """Small charts, one per figure, each stage a point with its error bar."""
+    from plotly.subplots import make_subplots
+
+    names = list(FIGURE_NAMES.values())
+    figure = make_subplots(rows=3, cols=3, subplot_titles=names)
+    for index, key in enumerate(FIGURE_NAMES):
+        for stage, figures in measured.items():
+            value, error = figure_rows(figures)[key]
+            if value is None:
+                continue
+            figure.add_scatter(
+                x=[stage],
+                y=[value],
+                error_y={"type": "data", "array": [error or 0.0]},
+                mode="markers",
+                marker={"size": 10},
+                name=stage,
+                legendgroup=stage,
+                showlegend=index == 0,
+                row=index // 3 + 1,
+                col=index % 3 + 1,
+            )
+    figure.update_layout(height=640, margin={"t": 40, "b": 10})
+    return figure
+
+
+def evaluate_jobs(run: Run) -> list[jobs.Job]:
+    """The queued or running measurement jobs of ``run``."""
+    path = str(run.path.resolve())
+    return [
+        job
+        for job in jobs.list(context.runs_dir(), ("queued", "running"))
+        if job.kind == "evaluate" and job.params.get("run") == path
+    ]
+
+
+@st.fragment(run_every=1.0)
+def wait_for_evaluation(job_id: int) -> None:
+    """Follow a measurement job; redraw the page when it ends."""
+    job = jobs.get(job_id, context.runs_dir())
+    if job.state in ("queued", "running"):
+        ui.job_status(job)
+        return
+    st.rerun(scope="app")
 
 
 def missing_stage(run: Run) -> None:

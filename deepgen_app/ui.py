@@ -137,7 +137,9 @@ def fraction_done(progress: dict) -> float:
     """Fraction of a job's work done, from its latest progress report."""
     if not progress or not progress.get("total"):
         return 0.0
-    within_epoch = progress["step"] / progress["total"]
+    # A measurement reports how far it is inside its current part.
+    inside = (progress.get("metrics") or {}).get("fraction", 0.0)
+    within_epoch = min(progress["step"] + inside, progress["total"]) / progress["total"]
     n_epochs = max(progress.get("n_epochs") or 1, 1)
     epochs_done = (progress.get("epoch", 1) - 1 + within_epoch) / n_epochs
     n_layers = progress.get("n_layers")
@@ -153,9 +155,13 @@ def describe_progress(progress: dict) -> str:
     parts = [progress.get("stage", "working")]
     if progress.get("layer"):
         parts.append(f"layer {progress['layer']} of {progress.get('n_layers')}")
-    if progress.get("n_epochs"):
-        parts.append(f"epoch {progress['epoch']} of {progress['n_epochs']}")
-    parts.append(f"batch {progress.get('step', 0)} of {progress.get('total', 0)}")
+    if progress.get("stage") == "evaluate":
+        total = progress.get("total", 0)
+        parts.append(f"part {min(progress.get('step', 0) + 1, total)} of {total}")
+    else:
+        if progress.get("n_epochs"):
+            parts.append(f"epoch {progress['epoch']} of {progress['n_epochs']}")
+        parts.append(f"batch {progress.get('step', 0)} of {progress.get('total', 0)}")
     if progress.get("message"):
         parts.append(progress["message"])
     return ", ".join(parts)

@@ -26,14 +26,23 @@ from .data import DATASET_NAMES, download, verify_files
 from .dbn import DBNConfig
 from .device import DEVICE_CHOICES
 from .errors import InputError, TrainingDiverged
-from .finetune import FinetuneConfig
+from .evaluation import (
+    DEFAULT_SAMPLES,
+    DEFAULT_STEPS,
+    SAMPLE_FIGURES,
+    check_evaluate_settings,
+    evaluate_run,
+)
 from .images import image_grid, save_png
 from .jobs.kinds import default_runs_dir
 from .jobs.worker import Worker, lock_holder
+from .likelihood import DEFAULT_RUNS
 from .operations import (
     CLASSIFIERS,
     DEFAULT_C,
+    FINETUNE_CONFIGS,
     features,
+    finetune_config,
     finetune_run,
     layer_sizes,
     probe_run,
@@ -42,7 +51,7 @@ from .operations import (
 )
 from .progress import Progress, TrainingCancelled
 from .rbm import VISIBLE_TYPES
-from .runs import PRETRAINED, RunConfig, open_run
+from .runs import FINETUNE_STAGES, PRETRAINED, RunConfig, open_run
 from .training import RBMTrainingConfig
 from .units import GRAMMAR, parse_units
 
@@ -79,6 +88,8 @@ class ConsoleProgress:
         now = time.monotonic()
         if now - self.last_log >= LOG_EVERY_SECONDS or done == total:
             self.last_log = now
+            if progress.message:
+                where += f" ({progress.message})"
             logger.info(
                 "%s epoch %d/%d batch %d/%d",
                 where,
@@ -301,66 +312,114 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(commands)
     add_jobs_parsers(commands)
 
-    ft_defaults = FinetuneConfig()
     p = commands.add_parser(
-        "finetune", help="fine-tune a pretrained run by backprop on the labels"
+        "finetune",
+        help="fine-tune a pretrained run: backprop, a classifier head, or up-down",
+        description="Fine-tune the pretrained stage into a new stage beside it: "
+        "finetuned (backprop), finetuned-head or finetuned-updown. Flags a method "
+        "does not use are ignored.",
     )
     p.add_argument("run", help="run folder")
     p.add_argument(
+        "--method",
+        choices=list(FINETUNE_CONFIGS),
+        default="backprop",
+        help="backprop: the whole net on the labels; head: only a softmax layer on "
+        "chosen units, the DBN frozen; updown: contrastive wake-sleep, for nets "
+        "with label units (default: backprop)",
+    )
+    p.add_argument(
         "--epochs",
         type=int,
-        default=ft_defaults.epochs,
-        help="maximum epochs (default: 100)",
+        help="maximum epochs (default: 100 for backprop, 10 for updown)",
     )
     p.add_argument(
         "--lr",
         type=float,
-        default=ft_defaults.learning_rate,
-        help="SGD learning rate (default: 0.1)",
+        help="learning rate (default: 0.1)",
     )
     p.add_argument(
-        "--momentum",
-        type=float,
-        default=ft_defaults.momentum,
-        help="SGD momentum (default: 0.9)",
+        "--momentum", type=float, help="SGD momentum, backprop (default: 0.9)"
     )
-    p.add_argument(
-        "--batch-size",
-        type=int,
-        default=ft_defaults.batch_size,
-        help="rows per update (default: 100)",
-    )
+    p.add_argument("--batch-size", type=int, help="rows per update (default: 100)")
     p.add_argument(
         "--input-dropout",
         type=float,
-        default=ft_defaults.input_dropout,
-        help="dropout rate of input units (default: 0.2)",
+        help="dropout rate of input units, backprop (default: 0.2)",
     )
     p.add_argument(
         "--hidden-dropout",
         type=float,
-        default=ft_defaults.hidden_dropout,
-        help="dropout rate of hidden units (default: 0.2)",
+        help="dropout rate of hidden units, backprop (default: 0.2)",
     )
     p.add_argument(
         "--validation-fraction",
         type=float,
-        default=ft_defaults.validation_fraction,
-        help="share of training rows held back for early stopping (default: 0.1)",
+        help="share of training rows held back to choose or report (default: 0.1)",
     )
     p.add_argument(
         "--patience",
         type=int,
-        default=ft_defaults.patience,
-        help="epochs without a validation gain before stopping (default: 15)",
+        help="epochs without a validation gain before stopping, backprop (default: 15)",
+    )
+    p.add_argument(
+        "--units",
+        help="unit SPEC the head reads, head only (default: the top hidden layer)",
+    )
+    p.add_argument(
+        "--cd-k",
+        type=int,
+        help="Gibbs steps in the top RBM per update, updown (default: 3)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     p.add_argument(
         "--overwrite",
         action="store_true",
-        help="replace an existing finetuned stage (by default it is kept and the "
-        "command stops)",
+        help="replace an existing stage of this method (by default it is kept and "
+        "the command stops)",
     )
+    add_background_options(p)
+
+    p = commands.add_parser(
+        "evaluate",
+        help="measure a stage: test error, log-likelihood, sample quality",
+        description="Measure one stage and save the figures as "
+        "stages/STAGE/evaluation.json in the run folder. The log-likelihood of a "
+        "net with more than one hidden layer is a variational lower bound; log Z "
+        "of its top RBM is exact for up to 20 hidden units and estimated by "
+        "annealed importance sampling (AIS) above that.",
+    )
+    p.add_argument("run", help="run folder")
+    p.add_argument(
+        "--stage", default=PRETRAINED, help="stage to measure (default: pretrained)"
+    )
+    p.add_argument(
+        "--ais-runs",
+        type=int,
+        default=DEFAULT_RUNS,
+        help=f"AIS chains (default: {DEFAULT_RUNS})",
+    )
+    p.add_argument(
+        "--ais-betas",
+        type=int,
+        default=14_500,
+        help="steps of the AIS temperature schedule, in the published proportions "
+        "(default: 14500, the published schedule)",
+    )
+    p.add_argument(
+        "--n-samples",
+        type=int,
+        default=DEFAULT_SAMPLES,
+        help=f"samples drawn to judge generation (default: {DEFAULT_SAMPLES})",
+    )
+    p.add_argument(
+        "--steps",
+        type=int,
+        default=DEFAULT_STEPS,
+        help=f"Gibbs steps per sample (default: {DEFAULT_STEPS})",
+    )
+    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
     add_background_options(p)
 
     p = commands.add_parser("sample", help="generate images from a stage")
@@ -509,27 +568,101 @@ def command_train(args, progress: ConsoleProgress) -> int:
     return 0
 
 
+FINETUNE_FLAGS = {
+    "epochs": "epochs",
+    "lr": "learning_rate",
+    "momentum": "momentum",
+    "batch_size": "batch_size",
+    "input_dropout": "input_dropout",
+    "hidden_dropout": "hidden_dropout",
+    "validation_fraction": "validation_fraction",
+    "patience": "patience",
+    "units": "units",
+    "cd_k": "cd_k",
+    "seed": "seed",
+}
+"""Command-line flags of ``deepgen finetune`` and the settings they fill."""
+
+
 def command_finetune(args, progress: ConsoleProgress) -> int:
-    config = FinetuneConfig(
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        momentum=args.momentum,
-        batch_size=args.batch_size,
-        input_dropout=args.input_dropout,
-        hidden_dropout=args.hidden_dropout,
-        validation_fraction=args.validation_fraction,
-        patience=args.patience,
-        seed=args.seed,
-    )
+    values = {
+        setting: getattr(args, flag)
+        for flag, setting in FINETUNE_FLAGS.items()
+        if getattr(args, flag) is not None
+    }
+    config = finetune_config(args.method, values)
     if args.background:
-        params = {"run": args.run, "config": config.to_dict()}
+        params = {"run": args.run, "method": args.method, "config": config.to_dict()}
         return submit_job(args, "finetune", {**params, "overwrite": args.overwrite})
     run = open_run(args.run)
     finetune_run(run, config, progress, overwrite=args.overwrite)
     progress.close()
-    info = run.stage_info("finetuned")["info"]
-    print(f"fine-tuned {run.path}: held-out accuracy {info['test_accuracy']:.4f}")
+    stage = FINETUNE_STAGES[args.method]
+    info = run.stage_info(stage)["info"]
+    print(
+        f"fine-tuned {run.path} into stage {stage}: held-out accuracy "
+        f"{info['test_accuracy']:.4f}"
+    )
     return 0
+
+
+def command_evaluate(args, progress: ConsoleProgress) -> int:
+    params = {
+        "run": args.run,
+        "stage": args.stage,
+        "ais_runs": args.ais_runs,
+        "ais_betas": args.ais_betas,
+        "n_samples": args.n_samples,
+        "steps": args.steps,
+        "seed": args.seed,
+    }
+    if args.background:
+        return submit_job(args, "evaluate", params)
+    run = open_run(args.run)
+    check_evaluate_settings(params)
+    result = evaluate_run(
+        run,
+        args.stage,
+        args.ais_runs,
+        args.ais_betas,
+        args.n_samples,
+        args.steps,
+        args.seed,
+        progress,
+    )
+    progress.close()
+    if args.json:
+        print(json.dumps(result, indent=2, sort_keys=True))
+        return 0
+    print(describe_evaluation(result))
+    return 0
+
+
+def describe_evaluation(result: dict) -> str:
+    """Write the main figures of an evaluation as a few plain lines."""
+    lines = [f"{result['run']}, stage {result['stage']}:"]
+    if result["test_error"] is not None:
+        lines.append(
+            f"  test error      {result['test_error']:.2%} ({result['test_error_method']})"
+        )
+    for key, name in (
+        ("log_likelihood", "log-likelihood"),
+        ("log_likelihood_reverse", "reverse AIS   "),
+    ):
+        figure = result[key]
+        if figure["value"] is None:
+            lines.append(f"  {name}  not measured: {figure['reason']}")
+        else:
+            lines.append(
+                f"  {name}  {figure['value']:.2f} +- {figure['stderr']:.2f} nats "
+                f"({figure['method']})"
+            )
+    lines.append(f"  recon error     {result['recon_error']:.4f}")
+    quality = result["sample_quality"]
+    if quality is not None:
+        for key in SAMPLE_FIGURES:
+            lines.append(f"  {key:<19} {quality[key]:.3f}")
+    return "\n".join(lines)
 
 
 def command_sample(args) -> int:
@@ -676,6 +809,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "train": lambda: command_train(args, progress),
         "finetune": lambda: command_finetune(args, progress),
+        "evaluate": lambda: command_evaluate(args, progress),
         "sample": lambda: command_sample(args),
         "features": lambda: command_features(args),
         "probe": lambda: command_probe(args),

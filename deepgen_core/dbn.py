@@ -10,6 +10,11 @@ with labels the pass into the top layer gives the label units no input, the
 same drive the fine-tuned feed-forward network uses. Generation runs a Gibbs
 chain in the top RBM and then a mean-field pass down to the pixels.
 
+After greedy training the recognition and generative weights below the top
+are the same matrices. Up-down fine-tuning unties them: an untied net keeps
+its own recognition weights (``recognition``) for the up-pass, while the
+RBMs' weights and visible biases remain the generative model.
+
 References
 ----------
 G. E. Hinton, S. Osindero and Y.-W. Teh, "A fast learning algorithm for deep
@@ -38,6 +43,7 @@ from .training import (
     check_training_data,
     epoch_metrics,
 )
+from .units import parse_units
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +66,14 @@ class DBNModule(nn.Module):
     ----------
     rbms : ModuleList of RBMModule
     head : Linear or None
-        The softmax output layer on the top hidden layer, present in a
-        fine-tuned stage.
+        The softmax output layer of a fine-tuned stage. It reads the top
+        hidden layer, or the units named by ``head_units`` when set.
+    head_units : str or None
+        Unit SPEC of the head's inputs (see :mod:`deepgen_core.units`); None
+        means the whole top hidden layer.
+    recognition : ModuleList of Linear or None
+        Untied recognition weights of every layer below the top, present
+        after up-down fine-tuning.
     """
 
     def __init__(
@@ -103,6 +115,8 @@ class DBNModule(nn.Module):
             )
         self.rbms = nn.ModuleList(rbms)
         self.head: nn.Linear | None = None
+        self.head_units: str | None = None
+        self.recognition: nn.ModuleList | None = None
 
     def config(self) -> dict:
         """Return the constructor arguments, for saving beside the weights."""
@@ -113,6 +127,8 @@ class DBNModule(nn.Module):
             "n_labels": self.n_labels,
             "learn_sigma": self.rbms[0].learn_sigma,
             "head_classes": self.head.out_features if self.head is not None else 0,
+            "head_units": self.head_units,
+            "untied": self.recognition is not None,
         }
 
     @classmethod
@@ -124,17 +140,49 @@ class DBNModule(nn.Module):
             config.get("n_labels", 0),
             config.get("learn_sigma", False),
         )
+        if config.get("untied"):
+            dbn.untie()
         if config.get("head_classes"):
-            dbn.add_head(config["head_classes"])
+            dbn.add_head(config["head_classes"], config.get("head_units"))
         return dbn
 
-    def add_head(self, n_classes: int) -> nn.Linear:
-        """Attach a zero-initialised softmax layer on the top hidden layer."""
+    def add_head(self, n_classes: int, units: str | None = None) -> nn.Linear:
+        """Attach a zero-initialised softmax layer on the top hidden layer.
+
+        With ``units`` (a unit SPEC) the layer reads those units instead.
+        """
         device = self.rbms[0].weight.device
-        self.head = nn.Linear(self.layer_sizes[-1], n_classes).to(device)
+        n_inputs = self.layer_sizes[-1]
+        if units is not None:
+            selection = parse_units(units, [self.n_visible, *self.layer_sizes])
+            units, n_inputs = selection.spec(), selection.n_units
+        self.head = nn.Linear(n_inputs, n_classes).to(device)
+        self.head.requires_grad_(False)
         nn.init.zeros_(self.head.weight)
         nn.init.zeros_(self.head.bias)
+        self.head_units = units
         return self.head
+
+    def untie(self) -> nn.ModuleList:
+        """Give every layer below the top its own recognition weights.
+
+        They start as copies of the generative weights (scaled by sigma for
+        Gaussian inputs), so the up-pass is unchanged until they are trained.
+        """
+        layers = []
+        for rbm in self.rbms[:-1]:
+            linear = nn.Linear(rbm.n_visible, rbm.n_hidden).to(self.device)
+            linear.requires_grad_(False)
+            weight = rbm.weight / rbm.sigma[:, None] if rbm.gaussian else rbm.weight
+            linear.weight.copy_(weight.T)
+            linear.bias.copy_(rbm.hidden_bias)
+            layers.append(linear)
+        self.recognition = nn.ModuleList(layers)
+        return self.recognition
+
+    @property
+    def untied(self) -> bool:
+        return self.recognition is not None
 
     @property
     def n_layers(self) -> int:
@@ -149,8 +197,11 @@ class DBNModule(nn.Module):
     def layer_input(self, index: int, below: torch.Tensor) -> torch.Tensor:
         """Input to hidden layer ``index + 1`` from the layer below it.
 
-        The label units of a top RBM contribute nothing here.
+        The label units of a top RBM contribute nothing here. An untied net
+        uses its recognition weights below the top.
         """
+        if self.recognition is not None and index < len(self.recognition):
+            return self.recognition[index](below)
         rbm = self.rbms[index]
         if rbm.n_labels:
             weight = rbm.weight[: rbm.n_visible - rbm.n_labels]
@@ -180,13 +231,28 @@ class DBNModule(nn.Module):
         top RBM through its free energy.
         """
         if self.head is not None:
-            return torch.log_softmax(self.head(self.up(x)[-1]), 1)
+            return torch.log_softmax(self.head(self.head_input(x)), 1)
         if self.n_labels:
             below = self.up(x, self.n_layers - 1)[-1]
             return self.rbms[-1].label_log_probs(below)
         raise InputError(
             "this net has no classifier: train it with label units (--labels) or "
             "fine-tune it, or train a classifier on its features with `deepgen probe`"
+        )
+
+    def head_input(self, x: torch.Tensor) -> torch.Tensor:
+        """What the head reads for ``x``: the top layer or the ``head_units``."""
+        if self.head_units is None:
+            return self.up(x)[-1]
+        selection = parse_units(self.head_units, [self.n_visible, *self.layer_sizes])
+        activity = self.up(x, max(selection))
+        layers = [x, *activity]
+        return torch.cat(
+            [
+                layers[layer][:, torch.as_tensor(units, device=x.device)]
+                for layer, units in sorted(selection.items())
+            ],
+            1,
         )
 
     # Generation ---------------------------------------------------------------

@@ -323,3 +323,132 @@ def finetune_backprop(
         history.append(figures)
         logger.info("fine-tuning refit epoch %d: %s", epoch, format_figures(figures))
     return roll_back(dbn, net), history
+
+
+# A classifier head on chosen units ---------------------------------------------
+
+HEAD_PENALTIES = (1e-5, 1e-4, 1e-3, 1e-2)
+"""L2 penalties tried for the head; the best on the validation rows is kept."""
+
+
+@dataclass
+class HeadConfig:
+    """Settings of head fine-tuning: a softmax layer on chosen units."""
+
+    units: str | None = None
+    """Unit SPEC the head reads; None means the whole top hidden layer."""
+    validation_fraction: float = 0.1
+    max_iterations: int = 200
+    seed: int = 0
+
+    def validate(self) -> None:
+        if not 0 < self.validation_fraction < 1:
+            raise InputError(
+                "validation fraction must be between 0 and 1, got "
+                f"{self.validation_fraction}"
+            )
+        if self.max_iterations < 1:
+            raise InputError(
+                f"max iterations must be at least 1, got {self.max_iterations}"
+            )
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> HeadConfig:
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def fit_softmax(
+    features: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    penalty: float,
+    max_iterations: int,
+) -> nn.Linear:
+    """Fit multinomial logistic regression with an L2 ``penalty`` by L-BFGS."""
+    linear = nn.Linear(features.shape[1], n_classes).to(features.device)
+    nn.init.zeros_(linear.weight)
+    nn.init.zeros_(linear.bias)
+    optimizer = torch.optim.LBFGS(
+        linear.parameters(),
+        max_iter=max_iterations,
+        tolerance_grad=1e-6,
+        line_search_fn="strong_wolfe",
+    )
+
+    def objective() -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(linear(features), y)
+        loss = loss + 0.5 * penalty * linear.weight.pow(2).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(objective)
+    linear.requires_grad_(False)
+    return linear
+
+
+def finetune_head(
+    dbn: DBNModule,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_classes: int,
+    config: HeadConfig,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
+) -> tuple[DBNModule, list[dict]]:
+    """Train a softmax head on chosen units of a frozen copy of ``dbn``.
+
+    Every weight of the DBN stays as it is, so the stage generates exactly
+    as the pretrained one does. The L2 penalty is chosen from
+    ``HEAD_PENALTIES`` by accuracy on held-back rows, and the head is then
+    fitted again on every row. Returns the net and one dict per penalty.
+    """
+    config.validate()
+    if y is None:
+        raise InputError("a classifier head needs labels; use a labelled dataset")
+    tuned = copy.deepcopy(dbn)
+    tuned.add_head(n_classes, config.units)
+    with torch.no_grad():
+        features = torch.cat(
+            [tuned.head_input(x[i : i + 2000]) for i in range(0, x.shape[0], 2000)]
+        )
+    generator = make_generator(config.seed, x.device)
+    order = torch.randperm(x.shape[0], generator=generator, device=x.device)
+    n_valid = max(1, round(x.shape[0] * config.validation_fraction))
+    valid_rows, train_rows = order[:n_valid], order[n_valid:]
+    history = []
+    steps = len(HEAD_PENALTIES) + 1
+    for index, penalty in enumerate(HEAD_PENALTIES):
+        check_stop(should_stop)
+        report(progress, Progress("finetune", index, steps, 1, 1, message="head"))
+        started = time.perf_counter()
+        linear = fit_softmax(
+            features[train_rows],
+            y[train_rows],
+            n_classes,
+            penalty,
+            config.max_iterations,
+        )
+        with torch.no_grad():
+            predicted = linear(features[valid_rows]).argmax(1)
+        figures = {
+            "penalty": penalty,
+            "valid_accuracy": float((predicted == y[valid_rows]).float().mean()),
+            "seconds": round(time.perf_counter() - started, 4),
+        }
+        history.append(figures)
+        logger.info("head fit: %s", format_figures(figures))
+    best = max(history, key=lambda figures: figures["valid_accuracy"])
+    for figures in history:
+        figures["best"] = figures is best
+    check_stop(should_stop)
+    report(progress, Progress("finetune", steps - 1, steps, 1, 1, message="head refit"))
+    linear = fit_softmax(features, y, n_classes, best["penalty"], config.max_iterations)
+    tuned.head.load_state_dict(linear.state_dict())
+    report(progress, Progress("finetune", steps, steps, 1, 1, message="head"))
+    return tuned, history

@@ -37,7 +37,8 @@ import torch
 import torch.nn.functional as F
 
 from .errors import InputError
-from .rbm import RBMModule, log_partition_exact
+from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
+from .rbm import RBMModule, log_partition_exact, sample_bernoulli
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,32 @@ def salakhutdinov_murray_betas() -> np.ndarray:
             np.linspace(0.0, 0.5, 500, endpoint=False),
             np.linspace(0.5, 0.9, 4000, endpoint=False),
             np.linspace(0.9, 1.0, 10001),
+        ]
+    )
+
+
+def scaled_betas(n_steps: int = 14_500) -> np.ndarray:
+    """A schedule of ``n_steps`` steps in the published proportions.
+
+    The three parts of :func:`salakhutdinov_murray_betas` keep their share
+    of the steps (1/29, 8/29 and 20/29); 14,500 steps give that schedule
+    itself.
+    """
+    if n_steps == 14_500:
+        return salakhutdinov_murray_betas()
+    if n_steps < 3:
+        raise InputError(
+            f"an AIS schedule needs at least 3 steps, got {n_steps}; the published "
+            "protocol uses 14,500"
+        )
+    first = max(1, round(n_steps * 500 / 14_500))
+    second = max(1, round(n_steps * 4000 / 14_500))
+    third = max(1, n_steps - first - second)
+    return np.concatenate(
+        [
+            np.linspace(0.0, 0.5, first, endpoint=False),
+            np.linspace(0.5, 0.9, second, endpoint=False),
+            np.linspace(0.9, 1.0, third + 1),
         ]
     )
 
@@ -80,46 +107,111 @@ class PartitionEstimate:
         return dict(self.__dict__)
 
 
-def base_rate_biases(data: torch.Tensor, eps: float = 1e-3) -> torch.Tensor:
-    """Visible biases of the base-rate RBM: log-odds of each unit's mean."""
-    p = data.double().mean(0).clamp(eps, 1 - eps)
-    return torch.log(p / (1 - p))
+def base_rate_biases(
+    data: torch.Tensor, n_labels: int = 0, eps: float = 1e-3
+) -> torch.Tensor:
+    """Visible biases of the base-rate RBM, float64, shape (n_visible,).
+
+    Bernoulli units get the log-odds of their mean in ``data``; a softmax
+    label group at the end gets the log of each class's frequency.
+    """
+    mean = data.double().mean(0)
+    units = mean[: mean.numel() - n_labels].clamp(eps, 1 - eps)
+    biases = [torch.log(units / (1 - units))]
+    if n_labels:
+        biases.append(torch.log(mean[-n_labels:].clamp_min(eps)))
+    return torch.cat(biases)
 
 
 def _check_bernoulli(rbm: RBMModule) -> None:
-    if rbm.gaussian or rbm.n_labels:
+    if rbm.gaussian:
         raise InputError(
-            "AIS is implemented for RBMs with Bernoulli visible units and no label "
-            "units; this RBM has "
-            + ("Gaussian visible units" if rbm.gaussian else "label units")
+            "AIS is implemented for RBMs with Bernoulli visible units; this RBM has "
+            "Gaussian visible units, whose log-likelihood is a density, not a "
+            "probability"
         )
 
 
-def _log_unnormalised(v, beta, base_bias, rbm_params) -> torch.Tensor:
-    """log p*_beta(v) with the hidden units summed out, shape (n_runs,)."""
-    weight, visible_bias, hidden_bias = rbm_params
-    hidden = F.softplus(beta * (v @ weight + hidden_bias)).sum(1)
-    return (1 - beta) * (v @ base_bias) + beta * (v @ visible_bias) + hidden
+def check_schedule(betas: np.ndarray, n_runs: int) -> np.ndarray:
+    """Return ``betas`` as float64, or raise when they cannot drive AIS."""
+    betas = np.asarray(betas, dtype=np.float64)
+    if n_runs < 2:
+        raise InputError(
+            f"AIS needs at least 2 runs for an error bar, got {n_runs}; the "
+            f"published protocol uses {DEFAULT_RUNS}"
+        )
+    if betas.ndim != 1 or len(betas) < 2:
+        raise InputError(
+            "an AIS schedule needs at least 2 inverse temperatures, from 0 to 1"
+        )
+    if betas[0] != 0 or betas[-1] != 1 or np.any(np.diff(betas) <= 0):
+        raise InputError(
+            "an AIS schedule must rise strictly from 0 to 1; got one from "
+            f"{betas[0]:g} to {betas[-1]:g}"
+            + ("" if np.all(np.diff(betas) > 0) else " that does not always rise")
+        )
+    return betas
 
 
-def _gibbs_at(v, beta, base_bias, rbm_params, generator) -> torch.Tensor:
-    """Run one Gibbs step v -> h -> v of the distribution at ``beta``."""
-    weight, visible_bias, hidden_bias = rbm_params
-    hidden_probs = torch.sigmoid(beta * (v @ weight + hidden_bias))
-    h = (
-        torch.rand(
-            hidden_probs.shape, generator=generator, device=v.device, dtype=v.dtype
+class _Annealer:
+    """The distributions between the base-rate RBM and the target, and their moves.
+
+    The weights are used in float32 for the two matrix products of a step;
+    every sum that enters an importance weight is taken in float64.
+    """
+
+    def __init__(self, rbm: RBMModule, base_bias: torch.Tensor, generator) -> None:
+        self.weight = rbm.weight.float()
+        self.visible_bias = rbm.visible_bias.double()
+        self.hidden_bias = rbm.hidden_bias.double()
+        self.base_bias = base_bias.to(rbm.weight.device)
+        self.n_labels = rbm.n_labels
+        self.generator = generator
+
+    def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
+        """``c + v W`` in float64, shape (n_runs, n_hidden)."""
+        return (v @ self.weight).double() + self.hidden_bias
+
+    def log_ratio(self, v, inputs, beta: float, previous: float) -> torch.Tensor:
+        """``log p*_beta(v) - log p*_previous(v)`` with hidden units summed out."""
+        hidden = F.softplus(beta * inputs) - F.softplus(previous * inputs)
+        visible = (beta - previous) * (
+            v.double() @ (self.visible_bias - self.base_bias)
         )
-        < hidden_probs
-    ).to(v.dtype)
-    visible_input = (1 - beta) * base_bias + beta * (visible_bias + h @ weight.T)
-    visible_probs = torch.sigmoid(visible_input)
-    return (
-        torch.rand(
-            visible_probs.shape, generator=generator, device=v.device, dtype=v.dtype
-        )
-        < visible_probs
-    ).to(v.dtype)
+        return hidden.sum(1) + visible
+
+    def sample_base(self, n_runs: int) -> torch.Tensor:
+        """Draw ``n_runs`` visible vectors from the base-rate RBM."""
+        device = self.weight.device
+        zeros = torch.zeros(n_runs, self.weight.shape[1], device=device)
+        return self._sample_visible(zeros, 0.0)
+
+    def gibbs(self, v: torch.Tensor, inputs: torch.Tensor, beta: float) -> torch.Tensor:
+        """One step v -> h -> v of the distribution at ``beta``.
+
+        ``inputs`` is :meth:`hidden_input` of ``v``, computed once per step.
+        """
+        h = sample_bernoulli(torch.sigmoid(beta * inputs).float(), self.generator)
+        return self._sample_visible(h, beta)
+
+    def _sample_visible(self, h: torch.Tensor, beta: float) -> torch.Tensor:
+        drive = (h @ self.weight.T).double() + self.visible_bias
+        logits = (1 - beta) * self.base_bias + beta * drive
+        k = self.n_labels
+        if not k:
+            return sample_bernoulli(torch.sigmoid(logits).float(), self.generator)
+        units = sample_bernoulli(torch.sigmoid(logits[:, :-k]).float(), self.generator)
+        probs = torch.softmax(logits[:, -k:], 1).float()
+        label = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+        return torch.cat([units, F.one_hot(label, k).float()], 1)
+
+    def log_base_partition(self, n_hidden: int) -> float:
+        k = self.n_labels
+        units = self.base_bias[: self.base_bias.numel() - k]
+        value = float(F.softplus(units).sum()) + n_hidden * math.log(2)
+        if k:
+            value += float(torch.logsumexp(self.base_bias[-k:], 0))
+        return value
 
 
 def _mean_log_weight(log_weights: torch.Tensor) -> tuple[float, float]:
@@ -133,6 +225,10 @@ def _mean_log_weight(log_weights: torch.Tensor) -> tuple[float, float]:
     return log_mean, stderr
 
 
+AIS_REPORT_EVERY = 250
+"""Temperatures between two progress reports."""
+
+
 @torch.no_grad()
 def ais_log_partition(
     rbm: RBMModule,
@@ -142,54 +238,56 @@ def ais_log_partition(
     generator: torch.Generator | None = None,
     reverse: bool = False,
     reverse_burn_in: int = 1000,
+    progress: ProgressCallback | None = None,
+    should_stop: StopCheck | None = None,
 ) -> PartitionEstimate:
     """Estimate log Z of a Bernoulli RBM by (reverse) AIS, ``n_runs`` chains at once.
 
-    ``data`` (n_samples, n_visible) sets the base-rate biases. The default
+    ``data`` (n_samples, n_visible) sets the base-rate biases; for an RBM
+    with label units its last columns are one-hot labels. The default
     schedule is :func:`salakhutdinov_murray_betas`. With ``reverse``, the
     chains start from model samples after ``reverse_burn_in`` Gibbs steps
-    from the data and anneal from beta = 1 down to 0.
+    from rows of ``data`` and anneal from beta = 1 down to 0.
     """
     _check_bernoulli(rbm)
-    if n_runs < 2:
-        raise InputError(f"AIS needs at least 2 runs for an error bar, got {n_runs}")
-    betas = salakhutdinov_murray_betas() if betas is None else np.asarray(betas)
-    if betas[0] != 0 or betas[-1] != 1 or np.any(np.diff(betas) <= 0):
-        raise InputError("an AIS schedule must rise strictly from 0 to 1")
-    device = rbm.weight.device
-    params = (
-        rbm.weight.double(),
-        rbm.visible_bias.double(),
-        rbm.hidden_bias.double(),
+    betas = check_schedule(
+        salakhutdinov_murray_betas() if betas is None else betas, n_runs
     )
-    base_bias = base_rate_biases(data).to(device)
-    log_z_base = float(F.softplus(base_bias).sum()) + rbm.n_hidden * math.log(2)
+    device = rbm.weight.device
+    data = data.to(device)
+    annealer = _Annealer(rbm, base_rate_biases(data, rbm.n_labels), generator)
+    name = "reverse AIS" if reverse else "AIS"
+    n_steps = len(betas) - 1 + (reverse_burn_in if reverse else 0)
+    state = Progress("evaluate", 0, n_steps, 1, 1, message=f"{name}, {n_runs} runs")
 
     if reverse:
-        start = data[
-            torch.randint(len(data), (n_runs,), generator=generator, device=data.device)
-        ]
-        v = start.to(device).double()
-        v = (
-            torch.rand(v.shape, generator=generator, device=device, dtype=v.dtype) < v
-        ).to(v.dtype)
-        for _ in range(reverse_burn_in):
-            v = _gibbs_at(v, 1.0, base_bias, params, generator)
+        rows = torch.randint(len(data), (n_runs,), generator=generator, device=device)
+        v = sample_bernoulli(data[rows].float(), generator)
+        if rbm.n_labels:
+            v[:, -rbm.n_labels :] = data[rows, -rbm.n_labels :].float()
+        for step in range(reverse_burn_in):
+            v = annealer.gibbs(v, annealer.hidden_input(v), 1.0)
+            if step % AIS_REPORT_EVERY == 0:
+                check_stop(should_stop)
+                state.step = step
+                report(progress, state)
         schedule = betas[::-1]
     else:
-        p = torch.sigmoid(base_bias).expand(n_runs, -1)
-        v = (
-            torch.rand(p.shape, generator=generator, device=device, dtype=p.dtype) < p
-        ).to(p.dtype)
+        v = annealer.sample_base(n_runs)
         schedule = betas
 
     log_weights = torch.zeros(n_runs, dtype=torch.float64, device=device)
-    for previous, beta in itertools.pairwise(schedule):
-        log_weights += _log_unnormalised(v, beta, base_bias, params)
-        log_weights -= _log_unnormalised(v, previous, base_bias, params)
-        v = _gibbs_at(v, beta, base_bias, params, generator)
+    for step, (previous, beta) in enumerate(itertools.pairwise(schedule)):
+        inputs = annealer.hidden_input(v)
+        log_weights += annealer.log_ratio(v, inputs, beta, previous)
+        v = annealer.gibbs(v, inputs, beta)
+        if step % AIS_REPORT_EVERY == 0:
+            check_stop(should_stop)
+            state.step = step + (reverse_burn_in if reverse else 0)
+            report(progress, state)
 
     log_mean, stderr = _mean_log_weight(log_weights)
+    log_z_base = annealer.log_base_partition(rbm.n_hidden)
     # Forward: the weights average Z / Z_A. Reverse: they average Z_A / Z.
     log_z = log_z_base - log_mean if reverse else log_z_base + log_mean
     method = "reverse-ais" if reverse else "ais"

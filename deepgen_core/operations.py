@@ -21,12 +21,22 @@ from .dbn import DBNModule, train_dbn
 from .device import make_generator, resolve_device
 from .embedding import embedding_key, project
 from .errors import InputError
-from .finetune import FinetuneConfig, finetune_backprop
+from .finetune import FinetuneConfig, HeadConfig, finetune_backprop, finetune_head
 from .linear_svm import TorchLinearSVC
 from .progress import ProgressCallback, StopCheck
-from .runs import FINETUNED, PRETRAINED, Run, RunConfig, create_run, open_run, to_tensor
+from .runs import (
+    FINETUNE_STAGES,
+    FINETUNED,
+    PRETRAINED,
+    Run,
+    RunConfig,
+    create_run,
+    open_run,
+    to_tensor,
+)
 from .training import check_training_data
 from .units import parse_units, select_columns
+from .updown import UpDownConfig, check_updown_net, finetune_updown
 
 logger = logging.getLogger(__name__)
 
@@ -125,41 +135,84 @@ def check_layer_sizes(layers: list[int]) -> None:
         )
 
 
+FINETUNE_CONFIGS = {
+    "backprop": FinetuneConfig,
+    "head": HeadConfig,
+    "updown": UpDownConfig,
+}
+"""The settings class of each fine-tuning method."""
+
+FinetuneSettings = FinetuneConfig | HeadConfig | UpDownConfig
+
+
+def finetune_config(method: str, values: dict | None = None) -> FinetuneSettings:
+    """Build and check the settings of fine-tuning ``method`` from ``values``."""
+    if method not in FINETUNE_CONFIGS:
+        raise InputError(
+            f"unknown fine-tuning method {method!r}; valid methods are "
+            f"{', '.join(FINETUNE_CONFIGS)}"
+        )
+    config = FINETUNE_CONFIGS[method].from_dict(values or {})
+    config.validate()
+    return config
+
+
+def finetune_method(config: FinetuneSettings) -> str:
+    """The method name of a settings object."""
+    return next(
+        name for name, kind in FINETUNE_CONFIGS.items() if isinstance(config, kind)
+    )
+
+
 def finetune_run(
     run: Run,
-    config: FinetuneConfig,
+    config: FinetuneSettings,
     progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     overwrite: bool = False,
 ) -> DBNModule:
-    """Fine-tune the pretrained stage by backprop into the ``finetuned`` stage.
+    """Fine-tune the pretrained stage into the stage of the config's method.
 
-    An existing ``finetuned`` stage is replaced only with ``overwrite``.
+    ``FinetuneConfig`` trains by backprop into ``finetuned``, ``HeadConfig``
+    a classifier head into ``finetuned-head`` and ``UpDownConfig`` by up-down
+    into ``finetuned-updown``. An existing stage is replaced only with
+    ``overwrite``.
     """
-    check_can_write_stage(run, FINETUNED, overwrite)
+    method = finetune_method(config)
+    stage = FINETUNE_STAGES[method]
+    check_can_write_stage(run, stage, overwrite)
     dbn = run.load_stage(PRETRAINED)
+    if method == "updown":
+        check_updown_net(dbn)
+    if method == "head" and config.units is not None:
+        parse_units(config.units, layer_sizes(dbn))
     dataset = run.dataset()
     if dataset.y_train is None:
         raise InputError(f"dataset {run.config.dataset} has no labels to fine-tune on")
     device = dbn.device
-    tuned, history = finetune_backprop(
-        dbn,
-        to_tensor(dataset.x_train, device),
-        to_tensor(dataset.y_train, device, torch.int64),
-        dataset.n_classes,
-        config,
-        progress,
-        should_stop,
-    )
+    x = to_tensor(dataset.x_train, device)
+    y = to_tensor(dataset.y_train, device, torch.int64)
+    if method == "backprop":
+        tuned, history = finetune_backprop(
+            dbn, x, y, dataset.n_classes, config, progress, should_stop
+        )
+    elif method == "head":
+        tuned, history = finetune_head(
+            dbn, x, y, dataset.n_classes, config, progress, should_stop
+        )
+    else:
+        tuned, history = finetune_updown(dbn, x, y, config, progress, should_stop)
     test_accuracy = class_accuracy(tuned, dataset.x_test, dataset.y_test)
     info = {
-        "method": "backprop",
+        "method": method,
         "from_stage": PRETRAINED,
         "config": config.to_dict(),
         "test_accuracy": test_accuracy,
     }
-    run.save_stage(FINETUNED, tuned, info, history)
-    logger.info("fine-tuned %s: held-out accuracy %.4f", run.path, test_accuracy)
+    run.save_stage(stage, tuned, info, history)
+    logger.info(
+        "fine-tuned %s by %s: held-out accuracy %.4f", run.path, method, test_accuracy
+    )
     return tuned
 
 
@@ -366,6 +419,7 @@ __all__ = [
     "PRETRAINED",
     "class_accuracy",
     "features",
+    "finetune_config",
     "finetune_run",
     "layer_activations",
     "probe_features",

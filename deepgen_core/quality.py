@@ -128,44 +128,170 @@ def nearest_distances(samples: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return np.concatenate(nearest)
 
 
+def nearest_other_distances(samples: np.ndarray) -> np.ndarray:
+    """Euclidean distance from each sample to its nearest other sample."""
+    pool = torch.as_tensor(np.asarray(samples, dtype=np.float32))
+    nearest = []
+    for start in range(0, len(pool), DISTANCE_BATCH):
+        distances = torch.cdist(pool[start : start + DISTANCE_BATCH], pool)
+        rows = torch.arange(len(distances))
+        distances[rows, rows + start] = float("inf")
+        nearest.append(distances.min(1).values.numpy())
+    return np.concatenate(nearest)
+
+
+def reference_features(net: nn.Sequential, x: np.ndarray) -> np.ndarray:
+    """The reference classifier's hidden layer for rows ``x``, float64."""
+    with torch.no_grad():
+        hidden = net[:2](torch.as_tensor(np.asarray(x, dtype=np.float32)))
+    return hidden.double().numpy()
+
+
+class FrechetReference:
+    """Mean, covariance and covariance square root of reference feature rows.
+
+    Fréchet distance between Gaussians fitted to two sets of rows:
+    ``|m1 - m2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))``. The trace of the square
+    root equals that of ``(R C1 R)^(1/2)`` with ``R = C2^(1/2)``, a symmetric
+    matrix, so the result is real; ``R`` is computed once per reference.
+    """
+
+    def __init__(self, rows: np.ndarray) -> None:
+        self.mean = rows.mean(0)
+        self.covariance = np.cov(rows, rowvar=False)
+        values, vectors = np.linalg.eigh(self.covariance)
+        self.root = (vectors * np.sqrt(values.clip(min=0))) @ vectors.T
+
+    def distance(self, rows: np.ndarray) -> float:
+        gap = rows.mean(0) - self.mean
+        covariance = np.cov(rows, rowvar=False)
+        cross = np.linalg.eigvalsh(self.root @ covariance @ self.root).clip(min=0)
+        value = (
+            gap @ gap
+            + np.trace(covariance)
+            + np.trace(self.covariance)
+            - 2 * np.sqrt(cross).sum()
+        )
+        return float(max(value, 0.0))
+
+
+def frechet_distance(first: np.ndarray, second: np.ndarray) -> float:
+    """Fréchet distance between Gaussians fitted to two sets of feature rows."""
+    return FrechetReference(second).distance(first)
+
+
+def _class_figures(predicted: np.ndarray, n_classes: int) -> tuple[float, float]:
+    """Entropy (nats) of the predicted-class histogram, and the classes covered.
+
+    A class counts as covered when it gets at least half of an even share of
+    the samples, so one stray sample does not cover a class.
+    """
+    counts = np.bincount(predicted, minlength=n_classes)
+    frequencies = counts[counts > 0] / len(predicted)
+    entropy = float(-(frequencies * np.log(frequencies)).sum())
+    covered = float((counts * n_classes >= 0.5 * len(predicted)).mean())
+    return entropy, covered
+
+
 def sample_quality(
     samples: np.ndarray,
     probs: np.ndarray,
     x_train: np.ndarray,
-    label: int | None = None,
+    label: int | np.ndarray | None = None,
 ) -> dict:
     """Figures that judge generated images (n, n_features) and their class ``probs``.
 
     - ``label_confidence``: the mean probability the reference classifier
-      gives the requested ``label``, or its mean top probability when no
-      label was requested.
-    - ``class_evenness``: the entropy of the predicted-class histogram divided
-      by log(n_classes): 1 when every class is predicted equally often, 0 when
-      one class takes all.
-    - ``coverage``: the fraction of classes predicted at least once.
+      gives the requested ``label`` (one class, or one per sample), or its
+      mean top probability when no label was requested.
+    - ``class_entropy``: the entropy in nats of the predicted-class
+      histogram; log(n_classes) when every class is predicted equally often.
+    - ``class_evenness``: that entropy divided by log(n_classes).
+    - ``coverage``: the fraction of classes that get at least half of an even
+      share of the samples.
     - ``nn_train_distance``: the mean distance to the nearest training image
       (small values expose copying, large values poor images).
     """
     n_classes = probs.shape[1]
     predicted = probs.argmax(1)
-    counts = np.bincount(predicted, minlength=n_classes)
-    frequencies = counts[counts > 0] / len(predicted)
-    entropy = float(-(frequencies * np.log(frequencies)).sum())
+    entropy, covered = _class_figures(predicted, n_classes)
     if label is None:
-        confidence = float(probs.max(1).mean())
+        confidence = probs.max(1)
     else:
-        confidence = float(probs[:, label].mean())
+        wanted = np.broadcast_to(np.asarray(label), (len(probs),))
+        confidence = probs[np.arange(len(probs)), wanted]
     return {
-        "label_confidence": confidence,
+        "label_confidence": float(confidence.mean()),
+        "class_entropy": entropy,
         "class_evenness": entropy / math.log(n_classes),
-        "coverage": float((counts > 0).mean()),
+        "coverage": covered,
         "nn_train_distance": float(nearest_distances(samples, x_train).mean()),
-        "predicted_counts": counts.tolist(),
+        "predicted_counts": np.bincount(predicted, minlength=n_classes).tolist(),
         "n_samples": len(samples),
     }
 
 
-def describe_difference(before: dict, after: dict, label: int | None) -> str:
+BOOTSTRAP_DRAWS = 20
+
+
+def full_sample_quality(
+    samples: np.ndarray,
+    net: nn.Sequential,
+    x_train: np.ndarray,
+    x_test: np.ndarray,
+    label: np.ndarray | None = None,
+    seed: int = 0,
+) -> tuple[dict, dict]:
+    """Every sample figure of :func:`sample_quality` and more, with standard errors.
+
+    Adds ``nn_sample_distance`` (mean distance to the nearest other sample;
+    small values expose collapse) and ``frechet_distance`` (between the
+    reference classifier's hidden features of the samples and of the rows
+    ``x_test``; 0 for identical statistics). Means get the standard error of
+    the mean; entropy, coverage and the Fréchet distance get the spread of
+    ``BOOTSTRAP_DRAWS`` bootstrap resamples of the samples.
+
+    Returns ``(figures, stderr)``, two dicts with the same keys.
+    """
+    probs = class_probs(net, samples)
+    figures = sample_quality(samples, probs, x_train, label)
+    n = len(samples)
+    if label is None:
+        confidence = probs.max(1)
+    else:
+        confidence = probs[np.arange(n), np.broadcast_to(np.asarray(label), (n,))]
+    train_gaps = nearest_distances(samples, x_train)
+    sample_gaps = nearest_other_distances(samples)
+    sample_features = reference_features(net, samples)
+    reference = FrechetReference(reference_features(net, x_test))
+    figures["nn_sample_distance"] = float(sample_gaps.mean())
+    figures["frechet_distance"] = reference.distance(sample_features)
+
+    def spread(values: np.ndarray) -> float:
+        return float(values.std(ddof=1) / math.sqrt(len(values)))
+
+    rng = np.random.default_rng(seed)
+    predicted = probs.argmax(1)
+    draws = {"class_entropy": [], "coverage": [], "frechet_distance": []}
+    for _ in range(BOOTSTRAP_DRAWS):
+        rows = rng.integers(0, n, n)
+        entropy, covered = _class_figures(predicted[rows], probs.shape[1])
+        draws["class_entropy"].append(entropy)
+        draws["coverage"].append(covered)
+        draws["frechet_distance"].append(reference.distance(sample_features[rows]))
+    stderr = {key: float(np.std(values, ddof=1)) for key, values in draws.items()}
+    stderr.update(
+        label_confidence=spread(confidence),
+        nn_train_distance=spread(train_gaps),
+        nn_sample_distance=spread(sample_gaps),
+    )
+    stderr["class_evenness"] = stderr["class_entropy"] / math.log(probs.shape[1])
+    return figures, stderr
+
+
+def describe_difference(
+    before: dict, after: dict, label: int | None, after_stage: str = "fine-tuned"
+) -> str:
     """Write one plain sentence comparing the sample figures of two stages."""
     target = f"a {label}" if label is not None else "some digit"
     change = after["label_confidence"] - before["label_confidence"]
@@ -176,7 +302,7 @@ def describe_difference(before: dict, after: dict, label: int | None) -> str:
     else:
         confidence = "less confidently"
     sentence = (
-        f"The reference classifier reads the fine-tuned samples as {target} "
+        f"The reference classifier reads the {after_stage} samples as {target} "
         f"{confidence} ({after['label_confidence']:.2f} against "
         f"{before['label_confidence']:.2f})"
     )

@@ -356,25 +356,40 @@ def log_partition_exact(rbm: RBMModule, max_units: int = 20) -> float:
             f"terms, above the limit of 2^{max_units}; use a smaller RBM"
         )
     w, b, c = rbm.weight.double(), rbm.visible_bias.double(), rbm.hidden_bias.double()
-    h = all_binary_states(n_hidden, w.device)  # (2^n_hidden, n_hidden)
-    top_down = h @ w.T  # (2^n_hidden, n_visible)
+    chunk = min(n_hidden, EXACT_CHUNK_BITS)
+    low = all_binary_states(chunk, w.device)  # (2^chunk, chunk)
+    terms = []
+    for high in range(2 ** (n_hidden - chunk)):
+        # Hidden states whose top bits spell ``high``, 2^chunk of them at a time.
+        bits = [(high >> i) & 1 for i in range(n_hidden - chunk)]
+        upper = torch.tensor(bits, dtype=w.dtype, device=w.device).expand(len(low), -1)
+        h = torch.cat([low, upper], 1)
+        terms.append(torch.logsumexp(_log_marginal_hidden(rbm, h, w, b, c), 0))
+    return float(torch.logsumexp(torch.stack(terms), 0))
+
+
+EXACT_CHUNK_BITS = 14
+"""Hidden states enumerated at once by :func:`log_partition_exact`: 2^14."""
+
+
+def _log_marginal_hidden(rbm, h, w, b, c) -> torch.Tensor:
+    """``log sum_v exp(-E(v, h))`` for each row of ``h``, in float64."""
+    top_down = h @ w.T  # (n_states, n_visible)
     if rbm.gaussian:
         sigma = rbm.sigma.double()
         # Integral over v of exp(-E): a Gaussian with mean b + sigma W h.
-        log_terms = (
+        return (
             h @ c
             + (top_down**2 / 2).sum(1)
             + (top_down * b / sigma).sum(1)
             + (torch.log(sigma) + 0.5 * math.log(2 * math.pi)).sum()
         )
-        return float(torch.logsumexp(log_terms, 0))
     inputs = top_down + b
     if rbm.n_labels:
         k = rbm.n_labels
         units = F.softplus(inputs[:, :-k]).sum(1)
-        label = torch.logsumexp(inputs[:, -k:], 1)
-        return float(torch.logsumexp(h @ c + units + label, 0))
-    return float(torch.logsumexp(h @ c + F.softplus(inputs).sum(1), 0))
+        return h @ c + units + torch.logsumexp(inputs[:, -k:], 1)
+    return h @ c + F.softplus(inputs).sum(1)
 
 
 def all_binary_states(n: int, device: torch.device | None = None) -> torch.Tensor:

@@ -11,6 +11,10 @@ A run folder holds::
         model.safetensors  the weights
         model.json         the architecture and how the stage was made
         metrics.jsonl      per-epoch figures of the step that made the stage
+        evaluation.json    the stage's measurements, once evaluated
+
+Fine-tuning writes one stage per method beside ``pretrained``:
+``finetuned`` (backprop), ``finetuned-head`` and ``finetuned-updown``.
 
 The checkpoint is written as a new tensor file followed by an atomic rename
 of ``state.json``, so a crash at any moment leaves a complete checkpoint.
@@ -49,10 +53,21 @@ logger = logging.getLogger(__name__)
 
 PRETRAINED = "pretrained"
 FINETUNED = "finetuned"
+FINETUNE_STAGES = {
+    "backprop": FINETUNED,
+    "head": "finetuned-head",
+    "updown": "finetuned-updown",
+}
+"""The stage each fine-tuning method writes."""
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 ARCHIVED_FILES = ("config.json", "metrics.jsonl")
-ARCHIVED_STAGE_FILES = ("model.safetensors", "model.json", "metrics.jsonl")
+ARCHIVED_STAGE_FILES = (
+    "model.safetensors",
+    "model.json",
+    "metrics.jsonl",
+    "evaluation.json",
+)
 
 
 @dataclass
@@ -147,6 +162,8 @@ class Run:
             )
         folder = self.stage_dir(stage)
         folder.mkdir(parents=True, exist_ok=True)
+        # Measurements of the weights being replaced no longer hold.
+        (folder / "evaluation.json").unlink(missing_ok=True)
         write_jsonl(folder / "metrics.jsonl", history)
         description = {
             "stage": stage,
@@ -166,8 +183,12 @@ class Run:
         if stage not in stages:
             available = ", ".join(stages) if stages else "none yet: train it first"
             hint = ""
-            if stage == FINETUNED and PRETRAINED in stages:
-                hint = f"; run `deepgen finetune {self.path}` to make it"
+            methods = {name: method for method, name in FINETUNE_STAGES.items()}
+            if stage in methods and PRETRAINED in stages:
+                hint = (
+                    f"; run `deepgen finetune {self.path} --method "
+                    f"{methods[stage]}` to make it"
+                )
             raise InputError(
                 f"run {self.path} has no stage {stage!r} (stages: {available}){hint}"
             )
@@ -188,6 +209,19 @@ class Run:
 
     def stage_info(self, stage: str) -> dict:
         return read_json(self.stage_dir(stage) / "model.json")
+
+    def save_evaluation(self, stage: str, figures: dict) -> Path:
+        """Write a stage's measurements as ``evaluation.json``, atomically."""
+        path = self.stage_dir(stage) / "evaluation.json"
+        atomic_write_json(path, figures)
+        return path
+
+    def load_evaluation(self, stage: str) -> dict | None:
+        """Return a stage's saved measurements, or None if it was not evaluated."""
+        path = self.stage_dir(stage) / "evaluation.json"
+        if stage not in self.stages() or not path.exists():
+            return None
+        return read_json(path)
 
     # Checkpoints -------------------------------------------------------------
 

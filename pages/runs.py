@@ -6,15 +6,28 @@ import streamlit as st
 
 from deepgen_app import context, runs_view, ui
 from deepgen_core import jobs
-from deepgen_core.runs import FINETUNED, PRETRAINED, archive_run, delete_run, rename_run
+from deepgen_core.runs import (
+    FINETUNE_STAGES,
+    PRETRAINED,
+    archive_run,
+    delete_run,
+    rename_run,
+)
+
+FINETUNE_METHODS = {
+    "backprop": "backprop",
+    "head": "classifier head",
+    "updown": "up-down",
+}
 
 context.start_page()
 st.title("Runs")
 ui.intro(
     "A run is one Deep Belief Net trained on one dataset. Training runs in the "
     "background, so you can explore other runs while it works. Each run keeps a "
-    "*pretrained* stage (greedy layer-by-layer RBM training) and, once fine-tuned, "
-    "a *finetuned* stage, so the two can be compared on every page."
+    "*pretrained* stage (greedy layer-by-layer RBM training) and one stage per "
+    "fine-tuning method: *finetuned* (backprop), *finetuned-head* and "
+    "*finetuned-updown*, so any two can be compared on every page."
 )
 
 runs_dir = context.runs_dir()
@@ -79,16 +92,35 @@ if open_column.button("Open", type="primary", help="Make this the current run"):
     st.switch_page("pages/units.py")
 
 stages = run.stages()
-can_finetune = PRETRAINED in stages and FINETUNED not in stages and busy is None
+method = finetune_column.selectbox(
+    "Fine-tuning method",
+    list(FINETUNE_METHODS),
+    format_func=FINETUNE_METHODS.get,
+    key="finetune_method",
+    help="backprop trains the whole net on the labels. A classifier head trains "
+    "only a softmax layer on the top hidden layer and leaves the DBN as it was. "
+    "Up-down (for nets with label units) fine-tunes the generative model and the "
+    "classifier together. Each writes its own stage beside the pretrained one.",
+)
+target = FINETUNE_STAGES[method]
+labelled = run.config.dbn.labels
+can_finetune = (
+    PRETRAINED in stages
+    and target not in stages
+    and busy is None
+    and (method != "updown" or labelled)
+)
 if finetune_column.button(
     "Fine-tune",
     disabled=not can_finetune,
-    help="Train the whole net on the labels by backpropagation, into a new "
-    "'finetuned' stage; the pretrained stage is kept.",
+    help=f"Write the '{target}' stage; the pretrained stage is kept."
+    + ("" if labelled or method != "updown" else " Up-down needs label units."),
 ):
     with ui.reported_errors("start fine-tuning"):
-        job = jobs.submit("finetune", {"run": str(run.path)}, runs_dir)
-        st.toast(f"Fine-tuning queued as job {job.id}.")
+        job = jobs.submit(
+            "finetune", {"run": str(run.path), "method": method}, runs_dir
+        )
+        st.toast(f"Fine-tuning ({method}) queued as job {job.id}.")
         st.rerun()
 
 stopped = runs_view.stopped_train_job(run)

@@ -3,7 +3,6 @@
 import streamlit as st
 
 from deepgen_app import context, samples_view, ui
-from deepgen_core.runs import FINETUNED, PRETRAINED
 
 context.start_page()
 st.title("Samples")
@@ -20,7 +19,8 @@ if chosen is None:
     st.stop()
 run, _ = chosen
 data = context.load_data(run.config.dataset)
-stages = [stage for stage in (PRETRAINED, FINETUNED) if stage in run.stages()]
+stages = run.stages()
+before, after = samples_view.stage_pickers(run)
 dbn, _, _ = context.model_and_sizes(run, stages[0])
 
 left, middle, right, last = st.columns(4)
@@ -49,7 +49,7 @@ if dbn.n_labels == 0:
 
 columns = st.columns(2)
 results = {}
-for column, stage in zip(columns, (PRETRAINED, FINETUNED)):
+for column, stage in zip(columns, (before, after)):
     with column:
         st.markdown(f"#### {stage}")
         if stage not in stages:
@@ -60,12 +60,18 @@ for column, stage in zip(columns, (PRETRAINED, FINETUNED)):
                 run, stage, n_samples, label, steps, int(seed)
             )
 
-if len(results) == 2:
-    st.info(samples_view.reading(results[PRETRAINED], results[FINETUNED], label))
+if len(results) == 2 and before != after:
+    st.info(samples_view.reading(results[before], results[after], label, after))
     reference = context.reference(run.config.dataset)[1]
     st.caption(
         f"Reference classifier: an MLP ({reference['architecture']}) trained on the "
         f"real training images, {reference['test_accuracy']:.1%} accurate on held-out ones."
+    )
+
+st.subheader("Before and after, measured")
+with ui.reported_errors("show the stages' measurements"):
+    samples_view.evaluation_panel(
+        run, [s for s in dict.fromkeys((before, after)) if s in stages]
     )
 
 st.subheader("The chain step by step")

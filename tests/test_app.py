@@ -10,6 +10,12 @@ from streamlit.testing.v1 import AppTest
 
 from deepgen_core import jobs
 from deepgen_core.dbn import DBNConfig
+from deepgen_core.evaluation import (
+    FIGURE_NAMES,
+    describe_change,
+    evaluate_run,
+    figure_rows,
+)
 from deepgen_core.filters import receptive_fields
 from deepgen_core.finetune import FinetuneConfig
 from deepgen_core.operations import (
@@ -317,8 +323,54 @@ def test_samples_show_figures_for_both_stages(app, app_runs):
         assert confidence == f"{expected['label_confidence']:.2f}"
         distance = displayed["Distance to nearest training image"][column]
         assert distance == f"{expected['nn_train_distance']:.2f}"
-    assert any("fine-tuned samples" in i.value for i in app.info)
+    assert any(f"{FINETUNED} samples" in i.value for i in app.info)
     assert len(app.get("image")) >= 3  # two grids and the chain
+
+
+def test_samples_show_saved_measurements(app, app_runs):
+    run = open_run(app_runs / "tiny")
+    saved = {
+        stage: evaluate_run(run, stage, 10, 100, n_samples=50, steps=10)
+        for stage in (PRETRAINED, FINETUNED)
+    }
+    try:
+        open_page(app, "samples")
+        table = app.dataframe[0].value
+        assert list(table["figure"]) == list(FIGURE_NAMES.values())
+        for stage, evaluation in saved.items():
+            expected = figure_rows(evaluation)
+            for row, key in enumerate(FIGURE_NAMES):
+                value, error = expected[key]
+                assert table[stage][row] == value, (stage, key)
+                if error is not None:
+                    assert table[f"{stage} ±"][row] == error, (stage, key)
+        assert table[PRETRAINED][1] == saved[PRETRAINED]["log_likelihood"]["value"]
+        reading = describe_change(saved[PRETRAINED], saved[FINETUNED])
+        assert reading in [i.value for i in app.info]
+    finally:
+        for stage in saved:
+            (run.stage_dir(stage) / "evaluation.json").unlink()
+
+
+def test_samples_offer_to_measure_stages(app, app_runs):
+    open_page(app, "samples")
+    assert any("Not measured yet: pretrained, finetuned" in i.value for i in app.info)
+    click(app, "Measure pretrained, finetuned")
+    assert not app.error, [e.value for e in app.error]
+    queued = [
+        job
+        for job in jobs.list(app_runs, ("queued", "running"))
+        if job.kind == "evaluate"
+    ]
+    assert sorted(job.params["stage"] for job in queued) == [FINETUNED, PRETRAINED]
+    for job in queued:
+        jobs.cancel(job.id, app_runs)
+    deadline = time.monotonic() + 60
+    while jobs.list(app_runs, ("queued", "running")) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    run = open_run(app_runs / "tiny")
+    for stage in (PRETRAINED, FINETUNED):
+        (run.stage_dir(stage) / "evaluation.json").unlink(missing_ok=True)
 
 
 def test_samples_offer_finetuning_when_stage_missing(app, app_runs, monkeypatch):
@@ -416,3 +468,28 @@ def test_fraction_done_counts_layers_and_epochs(progress, expected):
     from deepgen_app.ui import fraction_done
 
     assert fraction_done(progress) == pytest.approx(expected)
+
+
+def test_runs_page_fine_tunes_by_the_chosen_method(app, app_runs):
+    shutil.copytree(app_runs / "tiny", app_runs / "methods")
+    try:
+        app.query_params["run"] = "methods"
+        open_page(app, "runs")
+        app.selectbox(key="finetune_method").set_value("updown").run()
+        click(app, "Fine-tune")
+        job = next(
+            job
+            for job in jobs.list(app_runs)
+            if job.kind == "finetune" and job.params["run"].endswith("methods")
+        )
+        assert job.params["method"] == "updown"
+        finished = jobs.wait(job.id, timeout=180, runs_dir=app_runs)
+        assert finished.state == "done", finished.error
+        run = open_run(app_runs / "methods")
+        assert "finetuned-updown" in run.stages()
+        assert run.stage_info("finetuned-updown")["info"]["method"] == "updown"
+        app.run()
+        button = next(b for b in app.button if b.label == "Fine-tune")
+        assert button.disabled, "the stage exists, so the button must wait"
+    finally:
+        shutil.rmtree(app_runs / "methods")

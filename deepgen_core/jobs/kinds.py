@@ -14,21 +14,30 @@ from pathlib import Path
 
 from ..embedding import check_embedding_params
 from ..errors import InputError
+from ..evaluation import (
+    DEFAULT_SAMPLES,
+    DEFAULT_STEPS,
+    check_evaluate_settings,
+    evaluate_run,
+)
 from ..finetune import FinetuneConfig
+from ..likelihood import DEFAULT_RUNS
 from ..operations import (
     CLASSIFIERS,
     DEFAULT_C,
     check_can_write_stage,
     check_run_config,
     embed_run,
+    finetune_config,
     finetune_run,
     layer_sizes,
     probe_run,
     train_run,
 )
 from ..progress import ProgressCallback, StopCheck
-from ..runs import FINETUNED, PRETRAINED, RunConfig, open_run
+from ..runs import FINETUNE_STAGES, FINETUNED, PRETRAINED, RunConfig, open_run
 from ..units import parse_units
+from ..updown import check_updown_net
 
 
 @dataclass(frozen=True)
@@ -119,12 +128,15 @@ def validate_finetune(params: dict) -> dict:
             f"run {run.path} has no pretrained stage yet; wait for its training "
             "job to finish"
         )
-    config = FinetuneConfig.from_dict(params.get("config", {}))
-    config.validate()
+    method = params.get("method", "backprop")
+    config = finetune_config(method, params.get("config", {}))
     overwrite = bool(params.get("overwrite", False))
-    check_can_write_stage(run, FINETUNED, overwrite)
+    check_can_write_stage(run, FINETUNE_STAGES[method], overwrite)
+    if method == "updown":
+        check_updown_net(run.load_stage(PRETRAINED))
     return {
         "run": _absolute(params["run"]),
+        "method": method,
         "config": config.to_dict(),
         "overwrite": overwrite,
     }
@@ -134,9 +146,53 @@ def run_finetune(
     params: dict, resume: bool, progress: ProgressCallback, should_stop: StopCheck
 ) -> dict:
     run = open_run(params["run"])
-    config = FinetuneConfig.from_dict(params["config"])
+    method = params.get("method", "backprop")
+    config = finetune_config(method, params["config"])
     finetune_run(run, config, progress, should_stop, params.get("overwrite", False))
-    return {"test_accuracy": run.stage_info(FINETUNED)["info"]["test_accuracy"]}
+    stage = FINETUNE_STAGES[method]
+    return {
+        "stage": stage,
+        "test_accuracy": run.stage_info(stage)["info"]["test_accuracy"],
+    }
+
+
+# evaluate ----------------------------------------------------------------------
+
+
+def validate_evaluate(params: dict) -> dict:
+    _require(params, "run")
+    run = open_run(params["run"])
+    stage = params.get("stage", PRETRAINED)
+    run.load_stage(stage)
+    checked = {
+        "run": _absolute(params["run"]),
+        "stage": stage,
+        "ais_runs": int(params.get("ais_runs", DEFAULT_RUNS)),
+        "ais_betas": int(params.get("ais_betas", 14_500)),
+        "n_samples": int(params.get("n_samples", DEFAULT_SAMPLES)),
+        "steps": int(params.get("steps", DEFAULT_STEPS)),
+        "seed": int(params.get("seed", 0)),
+    }
+    check_evaluate_settings(checked)
+    return checked
+
+
+def run_evaluate(
+    params: dict, resume: bool, progress: ProgressCallback, should_stop: StopCheck
+) -> dict:
+    settings = {k: v for k, v in params.items() if k not in ("run", "stage")}
+    result = evaluate_run(
+        open_run(params["run"]),
+        params["stage"],
+        progress=progress,
+        should_stop=should_stop,
+        **settings,
+    )
+    return {
+        "stage": params["stage"],
+        "test_error": result["test_error"],
+        "log_likelihood": result["log_likelihood"]["value"],
+    }
 
 
 # probe -------------------------------------------------------------------------
@@ -216,6 +272,9 @@ KINDS: dict[str, JobKind] = {
     for kind in (
         JobKind("train", validate_train, run_train, lambda p: p["out"], resumable=True),
         JobKind("finetune", validate_finetune, run_finetune, lambda p: p["run"]),
+        # A measurement writes only its stage's evaluation.json, so several may
+        # run beside each other and beside jobs that write other stages.
+        JobKind("evaluate", validate_evaluate, run_evaluate, lambda p: None),
         JobKind("probe", validate_probe, run_probe, lambda p: None, warm=True),
         JobKind("embed", validate_embed, run_embed, lambda p: None, warm=True),
     )
