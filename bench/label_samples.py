@@ -74,11 +74,12 @@ from deepgen_core.data import Dataset, load_dataset
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.errors import InputError, TrainingDiverged
 from deepgen_core.images import image_grid, save_png
-from deepgen_core.operations import sample_run, train_run
-from deepgen_core.runs import PRETRAINED, Run, RunConfig, open_run
+from deepgen_core.operations import finetune_config, finetune_run, sample_run, train_run
+from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, Run, RunConfig, open_run
 from deepgen_core.training import RBMTrainingConfig
 
 DATASET = "mnist-10k"
+UPDOWN_STAGE = FINETUNE_STAGES["updown"]
 TARGET = 0.80
 SVC_C = 10.0
 
@@ -120,6 +121,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="random seed of DBN training and of the sampling chains (default: 0)",
     )
 
+    parser.add_argument(
+        "--stage",
+        default=PRETRAINED,
+        choices=[PRETRAINED, UPDOWN_STAGE],
+        help="stage to sample; finetuned-updown is made first by up-down "
+        "fine-tuning when the run lacks it (default: pretrained)",
+    )
+    parser.add_argument(
+        "--updown-epochs",
+        type=int,
+        default=10,
+        help="epochs of up-down fine-tuning for --stage finetuned-updown (default: 10)",
+    )
     parser.add_argument(
         "--grid",
         help="write a PNG of the samples to this path, one row per label",
@@ -240,7 +254,7 @@ def train_reference(dataset: Dataset) -> tuple[SVC, float]:
 
 
 def generate_per_label(
-    run: Run, n_classes: int, n_per_label: int, steps: int, seed: int
+    run: Run, stage: str, n_classes: int, n_per_label: int, steps: int, seed: int
 ) -> np.ndarray:
     """Generate samples of every label as ``deepgen sample --label`` does.
 
@@ -248,7 +262,7 @@ def generate_per_label(
     """
     per_label = []
     for label in range(n_classes):
-        samples, _ = sample_run(run, PRETRAINED, n_per_label, label, steps, seed)
+        samples, _ = sample_run(run, stage, n_per_label, label, steps, seed)
         per_label.append(samples)
     return np.stack(per_label)
 
@@ -318,12 +332,18 @@ def benchmark(args: argparse.Namespace, run_folder: str) -> dict:
             run.config.dataset,
             DATASET,
         )
+    if args.stage == UPDOWN_STAGE and UPDOWN_STAGE not in run.stages():
+        config = finetune_config(
+            "updown", {"epochs": args.updown_epochs, "seed": args.seed}
+        )
+        timed(seconds, "updown", finetune_run, run, config)
     classifier, accuracy = timed(seconds, "train_classifier", train_reference, dataset)
     samples = timed(
         seconds,
         "sample",
         generate_per_label,
         run,
+        args.stage,
         model["n_labels"],
         args.n_per_label,
         args.steps,
@@ -340,6 +360,8 @@ def benchmark(args: argparse.Namespace, run_folder: str) -> dict:
         "classifier": f"SVC(kernel='rbf', C={SVC_C:g}, gamma='scale')",
         "classifier_heldout_accuracy": accuracy,
         "classifier_heldout_images": len(dataset.x_test),
+        "stage": args.stage,
+        "updown_epochs": args.updown_epochs if args.stage == UPDOWN_STAGE else None,
         "n_per_label": args.n_per_label,
         "steps": args.steps,
         "seed": args.seed,
@@ -363,6 +385,8 @@ def describe_training(config: dict) -> str:
 
 def print_report(result: dict) -> None:
     print(f"DBN: {describe_training(result['training'])}")
+    if result["updown_epochs"]:
+        print(f"stage: {result['stage']}, {result['updown_epochs']} epochs of up-down")
     print(
         f"reference classifier: {result['classifier']}, held-out accuracy "
         f"{result['classifier_heldout_accuracy']:.4f} on "

@@ -157,7 +157,7 @@ def evaluation_panel(run: Run, stages: list[str]) -> None:
 
 
 def evaluation_table(measured: dict[str, dict]):
-    """One row per figure, a value and a standard-error column per stage."""
+    """Build a table with one row per figure and a value and error column per stage."""
     import pandas as pd
 
     rows = {stage: figure_rows(figures) for stage, figures in measured.items()}
@@ -196,7 +196,7 @@ def evaluation_figure(measured: dict[str, dict]):
 
 
 def evaluate_jobs(run: Run) -> list[jobs.Job]:
-    """The queued or running measurement jobs of ``run``."""
+    """List the queued or running measurement jobs of ``run``."""
     path = str(run.path.resolve())
     return [
         job

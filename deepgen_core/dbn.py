@@ -241,7 +241,7 @@ class DBNModule(nn.Module):
         )
 
     def head_input(self, x: torch.Tensor) -> torch.Tensor:
-        """What the head reads for ``x``: the top layer or the ``head_units``."""
+        """Compute the head's input for ``x``: the top layer or the ``head_units``."""
         if self.head_units is None:
             return self.up(x)[-1]
         selection = parse_units(self.head_units, [self.n_visible, *self.layer_sizes])

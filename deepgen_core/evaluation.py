@@ -6,7 +6,7 @@
 ``test_error``
     Held-out error of the stage's own classifier (its softmax head, or the
     top RBM's label units). A stage without either is scored by a linear SVM
-    on its top hidden layer; ``test_error_method`` says which.
+    on its top hidden layer; ``test_error_method`` names the source.
 ``log_likelihood``, ``log_likelihood_reverse``
     Average log-probability of the held-out images, stochastically binarised
     with a fixed seed, in nats. A one-layer net gets ``log p(v)`` itself;
@@ -131,7 +131,7 @@ def _log_unnormalised_top(dbn: DBNModule, below: torch.Tensor) -> torch.Tensor:
 def bound_terms(
     dbn: DBNModule, v: torch.Tensor, n_draws: int, generator: torch.Generator
 ) -> torch.Tensor:
-    """The lower bound on log p(v) without -log Z, shape (n_images, n_draws).
+    """Compute the lower bound on log p(v) without -log Z, shape (n_images, n_draws).
 
     Each draw samples layers 1..L-1 from the recognition model q and adds
     ``log p*(h_{L-1}) + sum_i log p(h_{i-1} | h_i) - sum_i log q(h_i | h_{i-1})``,
@@ -429,11 +429,12 @@ HIGHER_IS_BETTER = {
     "nn_sample_distance": True,
     "frechet_distance": False,
 }
-"""Which way each figure improves; the distance to training images has none."""
+"""Direction of improvement of each figure. The distance to the training images
+has none, because both copies and poor images change it."""
 
 
 def figure_rows(evaluation: dict) -> dict[str, tuple[float | None, float | None]]:
-    """Each figure of an evaluation as ``(value, standard error)``, by key.
+    """Collect each figure of an evaluation as ``(value, standard error)``, by key.
 
     The log-likelihood's error is that of the forward estimate; figures that
     were not measured are ``(None, None)``.

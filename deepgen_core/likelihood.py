@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from .errors import InputError
 from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
-from .rbm import RBMModule, log_partition_exact, sample_bernoulli
+from .rbm import RBMModule, log_partition_exact, sample_bernoulli, sample_exact
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ def salakhutdinov_murray_betas() -> np.ndarray:
 
 
 def scaled_betas(n_steps: int = 14_500) -> np.ndarray:
-    """A schedule of ``n_steps`` steps in the published proportions.
+    """Build a schedule of ``n_steps`` steps in the published proportions.
 
     The three parts of :func:`salakhutdinov_murray_betas` keep their share
     of the steps (1/29, 8/29 and 20/29); 14,500 steps give that schedule
@@ -156,61 +156,71 @@ def check_schedule(betas: np.ndarray, n_runs: int) -> np.ndarray:
 class _Annealer:
     """The distributions between the base-rate RBM and the target, and their moves.
 
-    The weights are used in float32 for the two matrix products of a step;
-    every sum that enters an importance weight is taken in float64.
+    Everything runs in float32 except the sums that enter an importance
+    weight, which are taken in float64. The hidden part of a weight's
+    increment, ``softplus(beta a) - softplus(beta' a)`` for hidden input
+    ``a``, is a tiny difference of two large numbers when the temperatures
+    are close. It is computed as ``-log1p(sigmoid(beta a) expm1((beta' -
+    beta) a))``, which keeps full float32 relative precision. That form also
+    reuses the sigmoid that samples the hidden units.
     """
 
     def __init__(self, rbm: RBMModule, base_bias: torch.Tensor, generator) -> None:
         self.weight = rbm.weight.float()
-        self.visible_bias = rbm.visible_bias.double()
-        self.hidden_bias = rbm.hidden_bias.double()
-        self.base_bias = base_bias.to(rbm.weight.device)
+        self.visible_bias = rbm.visible_bias.float()
+        self.hidden_bias = rbm.hidden_bias.float()
+        self.base_bias = base_bias.to(rbm.weight.device).float()
+        self.bias_gap = self.visible_bias - self.base_bias
         self.n_labels = rbm.n_labels
         self.generator = generator
 
     def hidden_input(self, v: torch.Tensor) -> torch.Tensor:
-        """``c + v W`` in float64, shape (n_runs, n_hidden)."""
-        return (v @ self.weight).double() + self.hidden_bias
+        """``c + v W``, shape (n_runs, n_hidden)."""
+        return torch.addmm(self.hidden_bias, v, self.weight)
 
-    def log_ratio(self, v, inputs, beta: float, previous: float) -> torch.Tensor:
-        """``log p*_beta(v) - log p*_previous(v)`` with hidden units summed out."""
-        hidden = F.softplus(beta * inputs) - F.softplus(previous * inputs)
-        visible = (beta - previous) * (
-            v.double() @ (self.visible_bias - self.base_bias)
-        )
-        return hidden.sum(1) + visible
+    def step(
+        self, v: torch.Tensor, beta: float, previous: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return ``log p*_beta(v) - log p*_previous(v)`` and the next state.
+
+        The next state is one Gibbs step v -> h -> v at ``beta``.
+        """
+        inputs = self.hidden_input(v)
+        probs = torch.sigmoid(beta * inputs)
+        hidden = torch.log1p(probs * torch.expm1((previous - beta) * inputs))
+        visible = (beta - previous) * (v @ self.bias_gap).double()
+        log_ratio = visible - hidden.sum(1, dtype=torch.float64)
+        h = sample_bernoulli(probs, self.generator)
+        return log_ratio, self._sample_visible(h, beta)
+
+    def gibbs(self, v: torch.Tensor, beta: float) -> torch.Tensor:
+        """One step v -> h -> v of the distribution at ``beta``."""
+        probs = torch.sigmoid(beta * self.hidden_input(v))
+        return self._sample_visible(sample_bernoulli(probs, self.generator), beta)
 
     def sample_base(self, n_runs: int) -> torch.Tensor:
         """Draw ``n_runs`` visible vectors from the base-rate RBM."""
-        device = self.weight.device
-        zeros = torch.zeros(n_runs, self.weight.shape[1], device=device)
+        zeros = torch.zeros(n_runs, self.weight.shape[1], device=self.weight.device)
         return self._sample_visible(zeros, 0.0)
 
-    def gibbs(self, v: torch.Tensor, inputs: torch.Tensor, beta: float) -> torch.Tensor:
-        """One step v -> h -> v of the distribution at ``beta``.
-
-        ``inputs`` is :meth:`hidden_input` of ``v``, computed once per step.
-        """
-        h = sample_bernoulli(torch.sigmoid(beta * inputs).float(), self.generator)
-        return self._sample_visible(h, beta)
-
     def _sample_visible(self, h: torch.Tensor, beta: float) -> torch.Tensor:
-        drive = (h @ self.weight.T).double() + self.visible_bias
-        logits = (1 - beta) * self.base_bias + beta * drive
+        drive = torch.addmm(self.visible_bias, h, self.weight.T)
+        logits = torch.lerp(self.base_bias, drive, beta)
         k = self.n_labels
         if not k:
-            return sample_bernoulli(torch.sigmoid(logits).float(), self.generator)
-        units = sample_bernoulli(torch.sigmoid(logits[:, :-k]).float(), self.generator)
-        probs = torch.softmax(logits[:, -k:], 1).float()
+            return sample_bernoulli(torch.sigmoid_(logits), self.generator)
+        units = sample_bernoulli(torch.sigmoid(logits[:, :-k]), self.generator)
+        probs = torch.softmax(logits[:, -k:], 1)
         label = torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
         return torch.cat([units, F.one_hot(label, k).float()], 1)
 
     def log_base_partition(self, n_hidden: int) -> float:
         k = self.n_labels
-        units = self.base_bias[: self.base_bias.numel() - k]
-        value = float(F.softplus(units).sum()) + n_hidden * math.log(2)
+        base = self.base_bias.double()
+        value = float(F.softplus(base[: base.numel() - k]).sum())
+        value += n_hidden * math.log(2)
         if k:
-            value += float(torch.logsumexp(self.base_bias[-k:], 0))
+            value += float(torch.logsumexp(base[-k:], 0))
         return value
 
 
@@ -225,6 +235,8 @@ def _mean_log_weight(log_weights: torch.Tensor) -> tuple[float, float]:
     return log_mean, stderr
 
 
+EXACT_START_UNITS = 20
+"""Reverse AIS starts from exact model samples up to this many hidden units."""
 AIS_REPORT_EVERY = 250
 """Temperatures between two progress reports."""
 
@@ -246,8 +258,12 @@ def ais_log_partition(
     ``data`` (n_samples, n_visible) sets the base-rate biases; for an RBM
     with label units its last columns are one-hot labels. The default
     schedule is :func:`salakhutdinov_murray_betas`. With ``reverse``, the
-    chains start from model samples after ``reverse_burn_in`` Gibbs steps
-    from rows of ``data`` and anneal from beta = 1 down to 0.
+    chains anneal from beta = 1 down to 0, starting from exact model samples
+    when the hidden layer is small enough to enumerate, and otherwise from
+    rows of ``data`` after ``reverse_burn_in`` Gibbs steps. Those approximate
+    samples bias reverse AIS when the chain mixes slowly, as it does in
+    RBMs trained by CD-1, whose model puts mass where chains started at the
+    data rarely go.
     """
     _check_bernoulli(rbm)
     betas = check_schedule(
@@ -257,16 +273,20 @@ def ais_log_partition(
     data = data.to(device)
     annealer = _Annealer(rbm, base_rate_biases(data, rbm.n_labels), generator)
     name = "reverse AIS" if reverse else "AIS"
-    n_steps = len(betas) - 1 + (reverse_burn_in if reverse else 0)
+    burn_in = reverse_burn_in if reverse and rbm.n_hidden > EXACT_START_UNITS else 0
+    n_steps = len(betas) - 1 + burn_in
     state = Progress("evaluate", 0, n_steps, 1, 1, message=f"{name}, {n_runs} runs")
 
-    if reverse:
+    if reverse and rbm.n_hidden <= EXACT_START_UNITS:
+        v = sample_exact(rbm, n_runs, generator, EXACT_START_UNITS).float()
+        schedule = betas[::-1]
+    elif reverse:
         rows = torch.randint(len(data), (n_runs,), generator=generator, device=device)
         v = sample_bernoulli(data[rows].float(), generator)
         if rbm.n_labels:
             v[:, -rbm.n_labels :] = data[rows, -rbm.n_labels :].float()
-        for step in range(reverse_burn_in):
-            v = annealer.gibbs(v, annealer.hidden_input(v), 1.0)
+        for step in range(burn_in):
+            v = annealer.gibbs(v, 1.0)
             if step % AIS_REPORT_EVERY == 0:
                 check_stop(should_stop)
                 state.step = step
@@ -278,12 +298,11 @@ def ais_log_partition(
 
     log_weights = torch.zeros(n_runs, dtype=torch.float64, device=device)
     for step, (previous, beta) in enumerate(itertools.pairwise(schedule)):
-        inputs = annealer.hidden_input(v)
-        log_weights += annealer.log_ratio(v, inputs, beta, previous)
-        v = annealer.gibbs(v, inputs, beta)
+        log_ratio, v = annealer.step(v, float(beta), float(previous))
+        log_weights += log_ratio
         if step % AIS_REPORT_EVERY == 0:
             check_stop(should_stop)
-            state.step = step + (reverse_burn_in if reverse else 0)
+            state.step = step + burn_in
             report(progress, state)
 
     log_mean, stderr = _mean_log_weight(log_weights)

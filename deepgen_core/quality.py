@@ -141,7 +141,7 @@ def nearest_other_distances(samples: np.ndarray) -> np.ndarray:
 
 
 def reference_features(net: nn.Sequential, x: np.ndarray) -> np.ndarray:
-    """The reference classifier's hidden layer for rows ``x``, float64."""
+    """Compute the reference classifier's hidden layer for rows ``x``, float64."""
     with torch.no_grad():
         hidden = net[:2](torch.as_tensor(np.asarray(x, dtype=np.float32)))
     return hidden.double().numpy()
@@ -152,8 +152,8 @@ class FrechetReference:
 
     Fréchet distance between Gaussians fitted to two sets of rows:
     ``|m1 - m2|^2 + tr(C1 + C2 - 2 (C1 C2)^(1/2))``. The trace of the square
-    root equals that of ``(R C1 R)^(1/2)`` with ``R = C2^(1/2)``, a symmetric
-    matrix, so the result is real; ``R`` is computed once per reference.
+    root equals that of ``(R C1 R)^(1/2)`` with ``R = C2^(1/2)``. That matrix is
+    symmetric, so the result is real, and ``R`` is computed once per reference.
     """
 
     def __init__(self, rows: np.ndarray) -> None:
@@ -218,8 +218,8 @@ def sample_quality(
     if label is None:
         confidence = probs.max(1)
     else:
-        wanted = np.broadcast_to(np.asarray(label), (len(probs),))
-        confidence = probs[np.arange(len(probs)), wanted]
+        requested = np.broadcast_to(np.asarray(label), (len(probs),))
+        confidence = probs[np.arange(len(probs)), requested]
     return {
         "label_confidence": float(confidence.mean()),
         "class_entropy": entropy,
@@ -244,10 +244,10 @@ def full_sample_quality(
 ) -> tuple[dict, dict]:
     """Every sample figure of :func:`sample_quality` and more, with standard errors.
 
-    Adds ``nn_sample_distance`` (mean distance to the nearest other sample;
-    small values expose collapse) and ``frechet_distance`` (between the
-    reference classifier's hidden features of the samples and of the rows
-    ``x_test``; 0 for identical statistics). Means get the standard error of
+    Adds ``nn_sample_distance``, the mean distance to the nearest other
+    sample, whose small values expose collapse. Adds ``frechet_distance``
+    between the reference classifier's hidden features of the samples and of
+    the rows ``x_test``, which is 0 for identical statistics. Means get the standard error of
     the mean; entropy, coverage and the Fréchet distance get the spread of
     ``BOOTSTRAP_DRAWS`` bootstrap resamples of the samples.
 

@@ -368,6 +368,35 @@ def log_partition_exact(rbm: RBMModule, max_units: int = 20) -> float:
     return float(torch.logsumexp(torch.stack(terms), 0))
 
 
+def sample_exact(
+    rbm: RBMModule,
+    n: int,
+    generator: torch.Generator | None = None,
+    max_units: int = 20,
+) -> torch.Tensor:
+    """Draw ``n`` independent visible vectors from a Bernoulli RBM exactly.
+
+    The hidden states are drawn from their marginal, computed by enumerating
+    all ``2^n_hidden`` of them, and the visible units from ``p(v | h)``. No
+    Markov chain is involved, so the samples are exact however slowly Gibbs
+    sampling would mix. Raises when ``n_hidden > max_units``.
+    """
+    if rbm.gaussian:
+        raise InputError("exact sampling is implemented for Bernoulli visible units")
+    if rbm.n_hidden > max_units:
+        raise InputError(
+            f"exact sampling of {rbm.n_hidden} hidden units needs 2^{rbm.n_hidden} "
+            f"terms, above the limit of 2^{max_units}; use Gibbs sampling instead"
+        )
+    w, b, c = rbm.weight.double(), rbm.visible_bias.double(), rbm.hidden_bias.double()
+    states = all_binary_states(rbm.n_hidden, w.device)
+    log_marginal = _log_marginal_hidden(rbm, states, w, b, c)
+    probs = torch.softmax(log_marginal, 0)
+    rows = torch.multinomial(probs, n, replacement=True, generator=generator)
+    h = states[rows].to(rbm.weight.dtype)
+    return rbm.sample_visible(h, generator)[1]
+
+
 EXACT_CHUNK_BITS = 14
 """Hidden states enumerated at once by :func:`log_partition_exact`: 2^14."""
 

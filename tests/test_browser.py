@@ -142,8 +142,15 @@ def test_user_trains_and_explores_run(server, browser):
 
     open_nav(page, "Samples")
     # The sentence comparing both stages is drawn after both panels.
-    page.get_by_text("The reference classifier reads the fine-tuned samples").wait_for()
+    page.get_by_text("The reference classifier reads the finetuned samples").wait_for()
     assert page.locator('[data-testid="stMetricValue"]').count() == 8
+    # Measure both stages in the worker; the page follows the jobs and redraws.
+    page.get_by_role("button", name="Measure pretrained, finetuned").click()
+    page.get_by_text("pretrained: log-likelihood by exact-lower-bound").wait_for(
+        timeout=240_000
+    )
+    page.get_by_text("finetuned: log-likelihood by exact-lower-bound").wait_for()
+    assert open_run(runs_dir / "browser").load_evaluation(FINETUNED) is not None
     assert_no_traceback(page)
     screenshot(page, "samples")
 

@@ -16,7 +16,12 @@ from deepgen_core.likelihood import (
     salakhutdinov_murray_betas,
     scaled_betas,
 )
-from deepgen_core.rbm import RBMModule, all_binary_states, log_partition_exact
+from deepgen_core.rbm import (
+    RBMModule,
+    all_binary_states,
+    log_partition_exact,
+    sample_exact,
+)
 from deepgen_core.training import RBMTrainingConfig, train_rbm
 
 
@@ -224,7 +229,7 @@ def test_one_layer_log_likelihood_is_exact():
     dbn = DBNModule(8, [10])
     dbn.rbms[0].load_state_dict(random_rbm(8, 10).state_dict())
     v = all_binary_states(8).float()
-    figures, _ = evaluation.log_likelihood(dbn, v, v, None)
+    figures, reverse = evaluation.log_likelihood(dbn, v, v, None)
     assert figures["method"] == reverse["method"] == "exact"
     # Probabilities of every visible state sum to one.
     total = torch.logsumexp(
@@ -235,3 +240,18 @@ def test_one_layer_log_likelihood_is_exact():
         (-dbn.rbms[0].free_energy(v)).double().mean()
     ) - log_partition_exact(dbn.rbms[0])
     assert figures["value"] == pytest.approx(expected, abs=1e-5)
+
+
+def test_exact_samples_follow_the_model():
+    rbm = random_rbm(4, 3, scale=1.5)
+    generator = torch.Generator().manual_seed(0)
+    samples = sample_exact(rbm, 40_000, generator)
+    states = all_binary_states(4).float()
+    expected = torch.exp(
+        -rbm.free_energy(states).double() - log_partition_exact(rbm)
+    ).numpy()
+    codes = (samples.double() @ (2.0 ** torch.arange(4)).double()).long()
+    observed = np.bincount(codes.numpy(), minlength=16) / len(samples)
+    spread = np.sqrt(expected * (1 - expected) / len(samples))
+    assert np.all(np.abs(observed - expected) < 5 * spread + 1e-4)
+
