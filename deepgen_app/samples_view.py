@@ -131,7 +131,13 @@ def evaluation_panel(run: Run, stages: list[str]) -> None:
     measured = {stage: f for stage, f in evaluations.items() if f is not None}
     if not measured:
         return
-    st.dataframe(evaluation_table(measured), hide_index=True, width="stretch")
+    table = evaluation_table(measured)
+    numbers = {
+        column: st.column_config.NumberColumn(format="%.4g")
+        for column in table.columns
+        if column != "figure"
+    }
+    st.dataframe(table, hide_index=True, width="stretch", column_config=numbers)
     st.plotly_chart(
         evaluation_figure(measured), width="stretch", key="evaluation_chart"
     )
@@ -170,12 +176,14 @@ def evaluation_table(measured: dict[str, dict]):
 
 def evaluation_figure(measured: dict[str, dict]):
     """Small charts, one per figure, each stage a point with its error bar."""
+    import plotly.colors
     from plotly.subplots import make_subplots
 
     names = list(FIGURE_NAMES.values())
+    palette = plotly.colors.qualitative.Plotly
     figure = make_subplots(rows=3, cols=3, subplot_titles=names)
     for index, key in enumerate(FIGURE_NAMES):
-        for stage, figures in measured.items():
+        for order, (stage, figures) in enumerate(measured.items()):
             value, error = figure_rows(figures)[key]
             if value is None:
                 continue
@@ -184,7 +192,7 @@ def evaluation_figure(measured: dict[str, dict]):
                 y=[value],
                 error_y={"type": "data", "array": [error or 0.0]},
                 mode="markers",
-                marker={"size": 10},
+                marker={"size": 10, "color": palette[order % len(palette)]},
                 name=stage,
                 legendgroup=stage,
                 showlegend=index == 0,

@@ -6,8 +6,9 @@ Run from the repository root (needs /usr/bin/chromium)::
 
 It trains the quick-demo run (784-256-256, 3 epochs per layer, then up to 20
 epochs of fine-tuning) in a temporary runs folder, which takes one to three
-minutes on 2 cores. Then it starts the app on that run and saves one PNG per
-page.
+minutes on 2 cores, and measures both stages as `deepgen evaluate` does (a few
+more minutes). Then it starts the app on that run and saves one PNG per page,
+and a second one of the Samples page's measurements.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from deepgen_app.server import (
 )
 from deepgen_core import jobs
 from deepgen_core.dbn import DBNConfig
+from deepgen_core.evaluation import evaluate_run
 from deepgen_core.finetune import FinetuneConfig
 from deepgen_core.operations import finetune_run, train_run
 from deepgen_core.runs import RunConfig
@@ -50,6 +52,8 @@ def main() -> None:
         )
         run = train_run(str(runs_dir / "demo"), config)
         finetune_run(run, FinetuneConfig(epochs=20, patience=5))
+        for stage in run.stages():
+            evaluate_run(run, stage)
         port = free_port()
         server = start_server(runs_dir, port)
         try:
@@ -77,6 +81,12 @@ def main() -> None:
                     time.sleep(2)  # let charts finish drawing
                     page.screenshot(path=ASSETS / f"page-{name}.png")
                     print(f"saved assets/page-{name}.png")
+                    if name == "samples":
+                        heading = page.get_by_role("heading", name="Before and after")
+                        heading.scroll_into_view_if_needed()
+                        time.sleep(2)
+                        page.screenshot(path=ASSETS / "page-samples-measured.png")
+                        print("saved assets/page-samples-measured.png")
                 browser.close()
         finally:
             stop_server(server)
