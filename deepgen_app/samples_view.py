@@ -112,7 +112,7 @@ def evaluation_panel(run: Run, stages: list[str]) -> None:
     missing = [stage for stage, figures in evaluations.items() if figures is None]
     busy = [job for job in evaluate_jobs(run) if job.params.get("stage") in missing]
     if busy:
-        wait_for_evaluation(busy[0].id)
+        follow_job(busy[0].id)
     elif missing:
         st.info(
             f"Not measured yet: {', '.join(missing)}. A measurement estimates the "
@@ -213,21 +213,17 @@ def evaluate_jobs(run: Run) -> list[jobs.Job]:
     ]
 
 
-@st.fragment(run_every=1.0)
-def wait_for_evaluation(job_id: int) -> None:
-    """Follow a measurement job; redraw the page when it ends."""
-    job = jobs.get(job_id, context.runs_dir())
-    if job.state in ("queued", "running"):
-        ui.job_status(job)
-        return
-    st.rerun(scope="app")
-
-
 def missing_stage(run: Run) -> None:
     """Say that the stage is missing and offer to make it."""
-    busy = context.unfinished_job(run)
-    if busy is not None:
-        wait_for_stage(busy.id)
+    path = str(run.path.resolve())
+    makers = [
+        job
+        for job in jobs.list(context.runs_dir(), ("queued", "running"))
+        if job.kind in ("train", "finetune")
+        and path in (job.run_dir, job.params.get("run"))
+    ]
+    if makers:
+        follow_job(makers[0].id)
         return
     st.info(
         "This run has no fine-tuned stage yet. Fine-tuning trains the whole net on "
@@ -242,8 +238,8 @@ def missing_stage(run: Run) -> None:
 
 
 @st.fragment(run_every=1.0)
-def wait_for_stage(job_id: int) -> None:
-    """Show the job that makes the missing stage; redraw the page when it ends."""
+def follow_job(job_id: int) -> None:
+    """Show a queued or running job's progress; redraw the page when it ends."""
     job = jobs.get(job_id, context.runs_dir())
     if job.state in ("queued", "running"):
         ui.job_status(job)

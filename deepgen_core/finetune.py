@@ -42,8 +42,34 @@ from .progress import (
 logger = logging.getLogger(__name__)
 
 
+class SettingsFields:
+    """``to_dict`` and ``from_dict`` for the fine-tuning settings dataclasses.
+
+    ``from_dict`` ignores unknown keys, so settings saved by another version
+    still load.
+    """
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict):
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+
+def check_learning_rate(value: float) -> None:
+    if not (math.isfinite(value) and value > 0):
+        raise InputError(f"learning rate must be a positive number, got {value}")
+
+
+def check_validation_fraction(value: float) -> None:
+    if not 0 < value < 1:
+        raise InputError(f"validation fraction must be between 0 and 1, got {value}")
+
+
 @dataclass
-class FinetuneConfig:
+class FinetuneConfig(SettingsFields):
     """Settings of backpropagation fine-tuning."""
 
     learning_rate: float = 0.1
@@ -69,15 +95,8 @@ class FinetuneConfig:
             raise InputError(
                 f"fine-tuning epochs must be at least 1, got {self.epochs}"
             )
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise InputError(
-                f"learning rate must be a positive number, got {self.learning_rate}"
-            )
-        if not 0 < self.validation_fraction < 1:
-            raise InputError(
-                "validation fraction must be between 0 and 1, got "
-                f"{self.validation_fraction}"
-            )
+        check_learning_rate(self.learning_rate)
+        check_validation_fraction(self.validation_fraction)
         for name in ("input_dropout", "hidden_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(
@@ -89,14 +108,6 @@ class FinetuneConfig:
                 "batch size, patience and decay patience must be at least 1, got "
                 f"{self.batch_size}, {self.patience} and {self.decay_patience}"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> FinetuneConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 class SeededDropout(nn.Module):
@@ -332,7 +343,7 @@ HEAD_PENALTIES = (1e-5, 1e-4, 1e-3, 1e-2)
 
 
 @dataclass
-class HeadConfig:
+class HeadConfig(SettingsFields):
     """Settings of head fine-tuning: a softmax layer on chosen units."""
 
     units: str | None = None
@@ -342,23 +353,11 @@ class HeadConfig:
     seed: int = 0
 
     def validate(self) -> None:
-        if not 0 < self.validation_fraction < 1:
-            raise InputError(
-                "validation fraction must be between 0 and 1, got "
-                f"{self.validation_fraction}"
-            )
+        check_validation_fraction(self.validation_fraction)
         if self.max_iterations < 1:
             raise InputError(
                 f"max iterations must be at least 1, got {self.max_iterations}"
             )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> HeadConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
 
 
 def fit_softmax(

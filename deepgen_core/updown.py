@@ -31,7 +31,7 @@ import copy
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -39,6 +39,7 @@ import torch.nn.functional as F
 from .dbn import DBNModule
 from .device import make_generator
 from .errors import InputError
+from .finetune import SettingsFields, check_learning_rate, check_validation_fraction
 from .progress import (
     Progress,
     ProgressCallback,
@@ -53,7 +54,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclass
-class UpDownConfig:
+class UpDownConfig(SettingsFields):
     """Settings of up-down fine-tuning."""
 
     epochs: int = 10
@@ -69,28 +70,13 @@ class UpDownConfig:
     def validate(self) -> None:
         if self.epochs < 1:
             raise InputError(f"up-down epochs must be at least 1, got {self.epochs}")
-        if not (math.isfinite(self.learning_rate) and self.learning_rate > 0):
-            raise InputError(
-                f"learning rate must be a positive number, got {self.learning_rate}"
-            )
+        check_learning_rate(self.learning_rate)
         if self.cd_k < 1 or self.batch_size < 1:
             raise InputError(
                 "cd_k and batch size must be at least 1, got "
                 f"{self.cd_k} and {self.batch_size}"
             )
-        if not 0 < self.validation_fraction < 1:
-            raise InputError(
-                "validation fraction must be between 0 and 1, got "
-                f"{self.validation_fraction}"
-            )
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict) -> UpDownConfig:
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in known})
+        check_validation_fraction(self.validation_fraction)
 
 
 def check_updown_net(dbn: DBNModule) -> None:
