@@ -279,7 +279,10 @@ def full_sample_quality(
         draws["class_entropy"].append(entropy)
         draws["coverage"].append(covered)
         draws["frechet_distance"].append(reference.distance(sample_features[rows]))
-    stderr = {key: float(np.std(values, ddof=1)) for key, values in draws.items()}
+    # Rounding keeps identical resamples at an error of exactly 0, not 1e-17.
+    stderr = {
+        key: round(float(np.std(values, ddof=1)), 12) for key, values in draws.items()
+    }
     stderr.update(
         label_confidence=spread(confidence),
         nn_train_distance=spread(train_gaps),
