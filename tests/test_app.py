@@ -470,7 +470,7 @@ def test_fraction_done_counts_layers_and_epochs(progress, expected):
     assert fraction_done(progress) == pytest.approx(expected)
 
 
-def test_runs_page_fine_tunes_by_the_chosen_method(app, app_runs):
+def test_runs_page_finetunes_chosen_method(app, app_runs):
     shutil.copytree(app_runs / "tiny", app_runs / "methods")
     try:
         app.query_params["run"] = "methods"

@@ -80,7 +80,7 @@ def test_head_stage_generates_like_pretrained(capsys, evaluated_run):
     assert "unchanged" in head["log_likelihood"]["generative_model"]
 
 
-def test_replacing_a_stage_drops_its_old_evaluation(capsys, evaluated_run):
+def test_stage_rewrite_drops_evaluation(capsys, evaluated_run):
     evaluate_json(capsys, evaluated_run, "finetuned-head")
     run = open_run(evaluated_run)
     assert run.load_evaluation("finetuned-head") is not None

@@ -49,7 +49,7 @@ def same_weights(first: DBNModule, second: DBNModule) -> bool:
     return all(torch.equal(a[key], b[key]) for key in a)
 
 
-def test_head_leaves_the_generative_model_alone(label_dbn, mnist):
+def test_head_keeps_generative_weights(label_dbn, mnist):
     x, y, x_test, y_test = mnist
     before = {k: v.clone() for k, v in label_dbn.state_dict().items()}
     tuned, history = finetune_head(label_dbn, x, y, 10, HeadConfig(units="1:*,2:0-9"))
@@ -79,7 +79,8 @@ def test_updown_improves_accuracy_and_bound(label_dbn, mnist):
     before = {k: v.clone() for k, v in label_dbn.state_dict().items()}
     tuned, history = finetune_updown(label_dbn, x, y, UpDownConfig(epochs=3))
     assert all(torch.equal(before[k], v) for k, v in label_dbn.state_dict().items())
-    assert tuned.untied and not label_dbn.untied
+    assert tuned.untied
+    assert not label_dbn.untied
     assert not torch.equal(tuned.recognition[0].weight.T, tuned.rbms[0].weight)
     assert [figures["epoch"] for figures in history] == [0, 1, 2, 3]
 
@@ -101,7 +102,8 @@ def test_untied_stage_round_trips(label_dbn, mnist, tmp_path):
     tuned, _ = finetune_head(tuned, x, y, 10, HeadConfig(units="1:0-9"))
     copy = DBNModule.from_config(tuned.config())
     copy.load_state_dict(tuned.state_dict())
-    assert copy.untied and copy.head_units == "1:0-9"
+    assert copy.untied
+    assert copy.head_units == "1:0-9"
     with torch.no_grad():
         assert torch.equal(copy.class_log_probs(x_test), tuned.class_log_probs(x_test))
         assert torch.equal(copy.up(x_test)[0], tuned.up(x_test)[0])
@@ -137,11 +139,13 @@ def test_cli_writes_one_stage_per_method(capsys, tmp_path, small_mnist_npz):
         == 0
     )
     out = capsys.readouterr().out
-    assert "into stage finetuned-head" in out and "into stage finetuned-updown" in out
+    assert "into stage finetuned-head" in out
+    assert "into stage finetuned-updown" in out
     run = open_run(run_dir)
     assert run.stages() == ["pretrained", "finetuned-head", "finetuned-updown"]
     info = run.stage_info("finetuned-updown")["info"]
-    assert info["method"] == "updown" and info["config"]["epochs"] == 1
+    assert info["method"] == "updown"
+    assert info["config"]["epochs"] == 1
     assert (
         json.loads((run.stage_dir("finetuned-head") / "model.json").read_text())[
             "model"

@@ -146,9 +146,12 @@ def test_bad_schedules_are_refused(betas, runs, message):
 def test_scaled_schedule_keeps_published_shape():
     assert np.array_equal(scaled_betas(14_500), salakhutdinov_murray_betas())
     short = scaled_betas(290)
-    assert len(short) == 291 and short[0] == 0 and short[-1] == 1
+    assert len(short) == 291
+    assert short[0] == 0
+    assert short[-1] == 1
     assert np.all(np.diff(short) > 0)
-    assert np.sum(short < 0.5) == 10 and np.sum(short >= 0.9) == 201
+    assert np.sum(short < 0.5) == 10
+    assert np.sum(short >= 0.9) == 201
 
 
 def tiny_dbn(n_labels=0) -> DBNModule:
@@ -254,4 +257,3 @@ def test_exact_samples_follow_the_model():
     observed = np.bincount(codes.numpy(), minlength=16) / len(samples)
     spread = np.sqrt(expected * (1 - expected) / len(samples))
     assert np.all(np.abs(observed - expected) < 5 * spread + 1e-4)
-
