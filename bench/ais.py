@@ -8,7 +8,7 @@ Run from the repository root::
 Throughput is chains times temperatures per second: ``--runs`` chains moved
 through ``--betas`` temperatures, divided by the seconds it took. The RBM is
 784x500 with small random weights and the base rates of the mnist-10k
-training rows; its weights do not change the amount of work.
+training rows. Its weights do not change the amount of work.
 
 Each temperature costs two matrix products on ``runs`` rows: the hidden
 inputs ``v W`` (used both for the importance weight and for sampling the

@@ -16,7 +16,7 @@ Training
     ``CDTrainer`` on the 60,000 MNIST training images, batches of 100,
     learning rate 0.05, weight decay 2e-4, momentum 0.5 for the first 5
     epochs and 0.9 after. The pixel intensities are binarised stochastically
-    again before every epoch, so each visit to an image sees a fresh binary
+    again before every epoch, so each visit to an image draws a fresh binary
     sample of it. By default the chain samples the visible units at every
     step, including the last. With ``--cd-schedule ramp`` the number of
     Gibbs steps starts at 1 and grows by one every ``--ramp-epochs`` epochs
@@ -259,7 +259,7 @@ def load_images(quick: bool) -> tuple[str, np.ndarray, np.ndarray]:
 
 
 def fixed_binary(x: torch.Tensor, seed: int) -> torch.Tensor:
-    """One stochastic binarisation of ``x``, the same for the same seed."""
+    """Binarise ``x`` once, stochastically, so the same seed gives the same result."""
     generator = make_generator(seed, x.device)
     return sample_bernoulli(x, generator).to(x.dtype)
 
@@ -533,7 +533,7 @@ def print_table(result: dict) -> None:
 
 
 def command_line() -> str:
-    """The command that started this run, as it could be typed again."""
+    """Return the command that started this run, as it could be typed again."""
     return "python " + shlex.join(sys.argv)
 
 

@@ -144,6 +144,11 @@ def evaluation_panel(run: Run, stages: list[str]) -> None:
     if len(measured) == 2:
         before, after = measured.values()
         st.info(describe_change(before, after))
+    likelihood_notes(measured)
+
+
+def likelihood_notes(measured: dict[str, dict]) -> None:
+    """Say how each stage's log-likelihood was measured, and show its warnings."""
     for stage, figures in measured.items():
         likelihood = figures["log_likelihood"]
         if likelihood.get("value") is None:

@@ -1,4 +1,4 @@
-"""How well a stage classifies, models its data and generates: ``deepgen evaluate``.
+"""Measurements of a stage's classifier, data model and samples: ``deepgen evaluate``.
 
 :func:`evaluate_run` measures one stage of a run and saves the result as
 ``stages/STAGE/evaluation.json``; the app reads the same file. The figures:
@@ -44,6 +44,7 @@ from .likelihood import (
     ais_log_partition,
     scaled_betas,
 )
+from .operations import class_accuracy, layer_activations, probe_features
 from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
 from .quality import full_sample_quality, load_reference
 from .rbm import log_partition_exact
@@ -56,7 +57,6 @@ EXACT_LIMIT = 20
 BOUND_SAMPLES = 5
 """Samples from the recognition model per image in the lower bound."""
 BINARIZE_SEED = 0
-EVALUATION_FILE = "evaluation.json"
 DEFAULT_SAMPLES = 500
 DEFAULT_STEPS = 500
 SAMPLE_FIGURES = (
@@ -102,10 +102,23 @@ def log_partition(
         )
         return exact, exact
     forward = ais_log_partition(
-        top, top_data, betas, n_runs, generator, False, 1000, progress, should_stop
+        top,
+        top_data,
+        betas,
+        n_runs,
+        generator,
+        progress=progress,
+        should_stop=should_stop,
     )
     reverse = ais_log_partition(
-        top, top_data, betas, n_runs, generator, True, 1000, progress, should_stop
+        top,
+        top_data,
+        betas,
+        n_runs,
+        generator,
+        reverse=True,
+        progress=progress,
+        should_stop=should_stop,
     )
     return forward, reverse
 
@@ -261,8 +274,6 @@ def classifier_error(
     dbn: DBNModule, x: np.ndarray, y: np.ndarray, x_train: np.ndarray, y_train
 ) -> tuple[float, str]:
     """Held-out error of the stage's own classifier, or of a linear SVM on its top layer."""
-    from .operations import class_accuracy, layer_activations, probe_features
-
     if dbn.head is not None or dbn.n_labels:
         source = "softmax head" if dbn.head is not None else "top RBM's label units"
         return 1 - class_accuracy(dbn, x, y), source

@@ -194,7 +194,7 @@ class _Annealer:
         return log_ratio, self._sample_visible(h, beta)
 
     def gibbs(self, v: torch.Tensor, beta: float) -> torch.Tensor:
-        """One step v -> h -> v of the distribution at ``beta``."""
+        """Run one Gibbs step v -> h -> v of the distribution at ``beta``."""
         probs = torch.sigmoid(beta * self.hidden_input(v))
         return self._sample_visible(sample_bernoulli(probs, self.generator), beta)
 

@@ -242,7 +242,7 @@ def full_sample_quality(
     label: np.ndarray | None = None,
     seed: int = 0,
 ) -> tuple[dict, dict]:
-    """Every sample figure of :func:`sample_quality` and more, with standard errors.
+    """Compute every figure of :func:`sample_quality` and more, with standard errors.
 
     Adds ``nn_sample_distance``, the mean distance to the nearest other
     sample, whose small values expose collapse. Adds ``frechet_distance``

@@ -53,6 +53,8 @@ logger = logging.getLogger(__name__)
 
 PRETRAINED = "pretrained"
 FINETUNED = "finetuned"
+EVALUATION_FILE = "evaluation.json"
+"""A stage's saved measurements, written by ``deepgen evaluate``."""
 FINETUNE_STAGES = {
     "backprop": FINETUNED,
     "head": "finetuned-head",
@@ -66,7 +68,7 @@ ARCHIVED_STAGE_FILES = (
     "model.safetensors",
     "model.json",
     "metrics.jsonl",
-    "evaluation.json",
+    EVALUATION_FILE,
 )
 
 
@@ -163,7 +165,7 @@ class Run:
         folder = self.stage_dir(stage)
         folder.mkdir(parents=True, exist_ok=True)
         # Measurements of the weights being replaced no longer hold.
-        (folder / "evaluation.json").unlink(missing_ok=True)
+        (folder / EVALUATION_FILE).unlink(missing_ok=True)
         write_jsonl(folder / "metrics.jsonl", history)
         description = {
             "stage": stage,
@@ -212,13 +214,13 @@ class Run:
 
     def save_evaluation(self, stage: str, figures: dict) -> Path:
         """Write a stage's measurements as ``evaluation.json``, atomically."""
-        path = self.stage_dir(stage) / "evaluation.json"
+        path = self.stage_dir(stage) / EVALUATION_FILE
         atomic_write_json(path, figures)
         return path
 
     def load_evaluation(self, stage: str) -> dict | None:
         """Return a stage's saved measurements, or None if it was not evaluated."""
-        path = self.stage_dir(stage) / "evaluation.json"
+        path = self.stage_dir(stage) / EVALUATION_FILE
         if stage not in self.stages() or not path.exists():
             return None
         return read_json(path)
