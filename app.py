@@ -45,6 +45,7 @@ navigation = st.navigation(
         ),
         st.Page("pages/samples.py", title="Samples", icon=":material/casino:"),
         st.Page("pages/filters.py", title="Filters", icon=":material/grid_view:"),
+        st.Page("pages/tour.py", title="Tour", icon=":material/school:"),
     ]
 )
 ui.sidebar()

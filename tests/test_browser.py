@@ -15,11 +15,13 @@ from deepgen_app.server import (
     stop_server,
     wait_until_ready,
 )
+from deepgen_app.tour_view import STEPS, results_dir
 from deepgen_core import jobs
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.operations import probe_run, train_run
 from deepgen_core.runs import FINETUNED, PRETRAINED, RunConfig, open_run
 from deepgen_core.training import RBMTrainingConfig
+from experiments.common import load_results
 
 playwright = pytest.importorskip("playwright.sync_api")
 
@@ -217,4 +219,36 @@ def test_upload_checks_dataset(server, browser, tmp_path, small_mnist_npz):
     assert (runs_dir / "uploads" / "small-mnist.npz").read_bytes() == (
         small_mnist_npz.read_bytes()
     )
+    assert_no_traceback(page)
+
+
+def wait_until_idle(page) -> None:
+    """Wait until the script run has ended and no element is left over from the last."""
+    page.wait_for_function(
+        "!document.querySelector('[data-testid=\"stStatusWidgetRunningIcon\"]')"
+        " && !document.querySelector('[data-stale=\"true\"]')"
+    )
+
+
+def test_tour_walks_through_stored_results(server, browser):
+    url, _ = server
+    hinton = load_results("hinton2006", results_dir() / "hinton2006")["figures"]
+    scaling = load_results("scaling", results_dir() / "scaling")["figures"]
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.set_default_timeout(TIMEOUT_MS)
+    page.goto(f"{url}/tour")
+    page.get_by_role("heading", name="Tour", exact=True).wait_for()
+    page.get_by_text(f"{hinton['test_error']['backprop']:.2%}").first.wait_for()
+    page.locator(".js-plotly-plot").first.wait_for()
+    screenshot(page, "tour-published")
+    for step in STEPS[1:]:
+        wait_until_idle(page)
+        page.get_by_role("button", name="Next").click()
+        page.get_by_role("heading", name=step.question).wait_for()
+    page.get_by_text(
+        f"exponent {scaling['width']['growth_exponent']:.2f}"
+    ).first.wait_for()
+    playwright.expect(page.get_by_role("button", name="Next")).to_be_disabled()
+    page.get_by_role("link", name="Time your own run on the Runs page").click()
+    page.get_by_role("heading", name="Runs", exact=True).wait_for()
     assert_no_traceback(page)

@@ -2,9 +2,14 @@
 
 Run from the repository root::
 
-    DEEPGEN_DATA_DIR=/path/to/data python bench/rbm_likelihood.py --cd-k 1
-    python bench/rbm_likelihood.py --quick
-    python bench/rbm_likelihood.py --cd-k 1 --from-weights docs/results/rbm_likelihood/cd1.safetensors
+    DEEPGEN_DATA_DIR=/path/to/data python -m experiments.rbm_model --cd-k 1
+    python -m experiments.rbm_model --quick
+    python -m experiments.rbm_model --cd-k 1 \
+        --from-weights docs/results/rbm_likelihood/cd1.safetensors
+
+``python -m experiments.rbm_likelihood`` runs it for CD-1, CD-3 and CD-25 and
+gathers the three results. Files made before the script moved here name it
+``bench/rbm_likelihood.py`` in their command.
 
 The script compares deepgen with the 500-hidden-unit RBMs of Salakhutdinov and
 Murray (2008), whose average test log-probabilities on MNIST, estimated by
@@ -83,7 +88,9 @@ TOLERANCE = 3.0
 """Largest distance in nats from the anchor that counts as reproduced."""
 QUICK_EPOCHS = 2
 QUICK_BETAS = 1000
-RESULTS_DIR = Path("docs/results/rbm_likelihood")
+RESULTS_DIR = (
+    Path(__file__).resolve().parents[1] / "docs" / "results" / "rbm_likelihood"
+)
 WEIGHT_NAMES = ("weight", "visible_bias", "hidden_bias")
 TRAINING_KEYS = (
     "cd_k",
@@ -213,6 +220,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "in a few minutes",
     )
     args = parser.parse_args(argv)
+    args.argv = argv
     if args.epochs is None:
         args.epochs = QUICK_EPOCHS if args.quick else 100
     if args.ais_betas is None and args.quick:
@@ -370,7 +378,7 @@ def save_checkpoint(
     atomic_write_json(
         path.with_suffix(".json"),
         {
-            "command": command_line(),
+            "command": command_line(args.argv),
             "settings": run_settings,
             "training": {"history": list(history), "checkpoint_of": str(args.out)},
         },
@@ -482,6 +490,7 @@ def settings(args: argparse.Namespace, dataset: str, n_train: int) -> dict:
     values = {
         key: (str(value) if isinstance(value, Path) else value)
         for key, value in vars(args).items()
+        if key != "argv"
     }
     values.update(
         dataset=dataset,
@@ -532,9 +541,10 @@ def print_table(result: dict) -> None:
         print(f"  {label:24}{value}")
 
 
-def command_line() -> str:
+def command_line(argv: list[str] | None = None) -> str:
     """Return the command that started this run, as it could be typed again."""
-    return "python " + shlex.join(sys.argv)
+    words = sys.argv[1:] if argv is None else argv
+    return shlex.join(["python", "-m", "experiments.rbm_model", *words])
 
 
 def fmt_seconds(value: float | None) -> str:
@@ -601,7 +611,7 @@ def main(argv: list[str] | None = None) -> None:
         "benchmark": "rbm_likelihood",
         "reference": "R. Salakhutdinov and I. Murray, On the quantitative "
         "analysis of deep belief networks, ICML 2008",
-        "command": command_line(),
+        "command": command_line(args.argv),
         "python_executable": sys.executable,
         "data_dir": os.environ.get("DEEPGEN_DATA_DIR"),
         "settings": run_settings,
