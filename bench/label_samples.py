@@ -71,7 +71,7 @@ import torch
 from sklearn.svm import SVC
 
 from deepgen_core.data import Dataset, load_dataset
-from deepgen_core.dbn import DBNConfig
+from deepgen_core.dbn import CHAIN_STARTS, DBNConfig
 from deepgen_core.errors import InputError, TrainingDiverged
 from deepgen_core.images import image_grid, save_png
 from deepgen_core.operations import finetune_config, finetune_run, sample_run, train_run
@@ -113,6 +113,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         type=int,
         default=500,
         help="Gibbs steps in the top RBM per sample (default: 500)",
+    )
+    parser.add_argument(
+        "--start",
+        choices=CHAIN_STARTS,
+        default="noise",
+        help="first state of the chains, as `deepgen sample --start` (default: noise)",
     )
     parser.add_argument(
         "--seed",
@@ -254,7 +260,13 @@ def train_reference(dataset: Dataset) -> tuple[SVC, float]:
 
 
 def generate_per_label(
-    run: Run, stage: str, n_classes: int, n_per_label: int, steps: int, seed: int
+    run: Run,
+    stage: str,
+    n_classes: int,
+    n_per_label: int,
+    steps: int,
+    seed: int,
+    start: str = "noise",
 ) -> np.ndarray:
     """Generate samples of every label as ``deepgen sample --label`` does.
 
@@ -262,7 +274,9 @@ def generate_per_label(
     """
     per_label = []
     for label in range(n_classes):
-        samples, _ = sample_run(run, stage, n_per_label, label, steps, seed)
+        samples, _ = sample_run(
+            run, stage, n_per_label, label, steps, seed, start=start
+        )
         per_label.append(samples)
     return np.stack(per_label)
 
@@ -348,6 +362,7 @@ def benchmark(args: argparse.Namespace, run_folder: str) -> dict:
         args.n_per_label,
         args.steps,
         args.seed,
+        args.start,
     )
     scores = timed(seconds, "score", score_labels, classifier, samples)
     if args.grid:
@@ -364,6 +379,7 @@ def benchmark(args: argparse.Namespace, run_folder: str) -> dict:
         "updown_epochs": args.updown_epochs if args.stage == UPDOWN_STAGE else None,
         "n_per_label": args.n_per_label,
         "steps": args.steps,
+        "start": args.start,
         "seed": args.seed,
         "per_label": scores,
         "overall": overall,
@@ -394,7 +410,7 @@ def print_report(result: dict) -> None:
     )
     print(
         f"samples: {result['n_per_label']} per label, {result['steps']} Gibbs "
-        f"steps, seed {result['seed']}"
+        f"steps from {result['start']}, seed {result['seed']}"
     )
     print("label  match  most frequent other")
     for entry in result["per_label"]:

@@ -47,6 +47,9 @@ from .units import parse_units
 
 logger = logging.getLogger(__name__)
 
+CHAIN_STARTS = ("noise", "empty")
+"""First states of a generating chain; see :meth:`DBNModule.generate`."""
+
 
 class DBNModule(nn.Module):
     """A stack of RBMs with an optional classifier head.
@@ -272,6 +275,7 @@ class DBNModule(nn.Module):
         steps: int = 500,
         generator: torch.Generator | None = None,
         chain_every: int = 0,
+        start: str = "noise",
     ) -> tuple[torch.Tensor, list[torch.Tensor]]:
         """Sample inputs by a Gibbs chain in the top RBM and a down-pass.
 
@@ -282,9 +286,15 @@ class DBNModule(nn.Module):
         label : int, tensor of shape (n_samples,) or None
             Class to clamp on the label units; None lets them run free.
         steps : int
-            Gibbs steps in the top RBM, started from uniform noise.
+            Gibbs steps in the top RBM.
         chain_every : int
             When positive, also return the images every ``chain_every`` steps.
+        start : {"noise", "empty"}
+            The chain's first state of the layer below the top: uniform binary
+            noise, or every unit off, so that the first hidden state is drawn
+            from the label (or the biases) alone. On nets trained on
+            mnist-10k, chains from ``empty`` reach recognisable digits in far
+            fewer steps; see ``bench/label_samples.py``.
 
         Returns
         -------
@@ -294,6 +304,11 @@ class DBNModule(nn.Module):
         """
         if steps < 1:
             raise InputError(f"the chain needs at least 1 Gibbs step, got {steps}")
+        if start not in CHAIN_STARTS:
+            raise InputError(
+                f"unknown chain start {start!r}; valid choices are "
+                f"{', '.join(CHAIN_STARTS)}"
+            )
         top, k = self.rbms[-1], self.n_labels
         if label is not None and not k:
             raise InputError(
@@ -304,6 +319,9 @@ class DBNModule(nn.Module):
         n_units = top.n_visible - k
         noise = torch.full((n_samples, n_units), 0.5, device=device)
         v = sample_bernoulli(noise, generator)
+        if start == "empty":
+            # The noise is still drawn, so both starts use the generator alike.
+            v = torch.zeros_like(v)
         clamp = None
         if k:
             if label is None:

@@ -403,13 +403,14 @@ def sample_run(
     steps: int = 500,
     seed: int = 0,
     chain_every: int = 0,
+    start: str = "noise",
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Generate ``n`` inputs from a stage; see :meth:`DBNModule.generate`."""
     if n < 1:
         raise InputError(f"the number of samples must be at least 1, got {n}")
     dbn = run.load_stage(stage)
     generator = make_generator(seed, dbn.device)
-    samples, chain = dbn.generate(n, label, steps, generator, chain_every)
+    samples, chain = dbn.generate(n, label, steps, generator, chain_every, start)
     return samples.cpu().numpy(), [c.cpu().numpy() for c in chain]
 
 

@@ -10,6 +10,7 @@ from deepgen_core.dbn import DBNConfig, train_dbn
 from deepgen_core.device import make_generator
 from deepgen_core.errors import InputError, TrainingDiverged
 from deepgen_core.operations import train_run
+from deepgen_core.rbm import sample_bernoulli
 from deepgen_core.runs import PRETRAINED, RunConfig, create_run, open_run
 from deepgen_core.training import RBMTrainingConfig
 
@@ -147,3 +148,40 @@ def test_damaged_weights_file_gives_clear_error(tmp_path, small_mnist_npz):
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(InputError, match="could not be read as safetensors"):
         run.load_stage(PRETRAINED)
+
+
+def test_empty_chain_start_draws_first_state_from_label(small_mnist_npz):
+    config = small_config(small_mnist_npz)
+    dataset = load_dataset(str(small_mnist_npz))
+    x = torch.as_tensor(dataset.x_train)
+    y = torch.as_tensor(dataset.y_train, dtype=torch.int64)
+    dbn, _ = train_dbn(x, config.dbn, y=y, n_classes=10)
+    with torch.no_grad():
+        samples, _ = dbn.generate(5, 3, 1, make_generator(2, x.device), start="empty")
+        # The same draws by hand: the noise is drawn, then replaced by zeros.
+        generator = make_generator(2, x.device)
+        top = dbn.rbms[-1]
+        n_below = top.n_visible - top.n_labels
+        sample_bernoulli(torch.full((5, n_below), 0.5), generator)
+        label = torch.nn.functional.one_hot(torch.full((5,), 3), 10).float()
+        _, h = top.sample_hidden(
+            torch.cat([torch.zeros(5, n_below), label], 1), generator
+        )
+        mean, _ = top.sample_visible(h, generator)
+        expected = dbn.down(mean[:, :n_below])
+        noisy, _ = dbn.generate(5, 3, 1, make_generator(2, x.device))
+    assert torch.allclose(samples, expected)
+    assert not torch.allclose(samples, noisy)
+
+
+def test_unknown_chain_start_is_rejected(small_mnist_npz):
+    config = small_config(small_mnist_npz)
+    dataset = load_dataset(str(small_mnist_npz))
+    dbn, _ = train_dbn(
+        torch.as_tensor(dataset.x_train[:100]),
+        config.dbn,
+        y=torch.as_tensor(dataset.y_train[:100], dtype=torch.int64),
+        n_classes=10,
+    )
+    with pytest.raises(InputError, match="unknown chain start 'data'.*noise, empty"):
+        dbn.generate(2, 1, 1, make_generator(0, dbn.device), start="data")
