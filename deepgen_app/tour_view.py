@@ -1,4 +1,4 @@
-"""The Tour page's steps: stored experiment results, read as answers to four questions.
+"""The Tour page's steps: stored experiment results, read as answers to five questions.
 
 Every number shown comes from a ``results.json`` that an ``experiments``
 command wrote; nothing here trains. ``DEEPGEN_RESULTS_DIR`` points the page
@@ -48,8 +48,9 @@ def load(name: str) -> dict | None:
     if not path.is_file():
         st.warning(
             f"No stored results of `{name}` in {path.parent}. Make them with "
-            f"`python -m experiments.{name}` from the repository root (add "
-            "`--quick` for a one-minute version on mnist-10k)."
+            f"`python -m experiments.{name}` from the repository root. For a "
+            f"one-minute version on mnist-10k, run it with `--quick --out-dir "
+            f"DIR/{name}` and start the app with `DEEPGEN_RESULTS_DIR=DIR`."
         )
         return None
     try:
@@ -81,6 +82,25 @@ class Step:
     title: str
     question: str
     draw: object
+    experiments: tuple[str, ...]
+
+
+def draw_step(step: Step) -> None:
+    """Draw ``step``; a stored file that lacks a figure gets one message naming it."""
+    try:
+        step.draw()
+    except (KeyError, TypeError, IndexError) as error:
+        files = ", ".join(
+            str(results_dir() / name / RESULTS_FILE) for name in step.experiments
+        )
+        commands = " and ".join(
+            f"`python -m experiments.{name}`" for name in step.experiments
+        )
+        st.error(
+            f"The stored results ({files}) lack a figure this step shows "
+            f"({type(error).__name__}: {error}); they were written by another "
+            f"version of the experiment. Run {commands} again to rewrite them."
+        )
 
 
 # Step 1 -------------------------------------------------------------------------
@@ -106,14 +126,15 @@ def reproduction() -> None:
         figures = results["figures"]
         st.markdown(
             "Test log-likelihoods of 500-unit RBMs, estimated by AIS, against "
-            "Salakhutdinov and Murray (2008). CD-k's gradient is biased; its bias "
-            "shrinks as k grows, so longer chains give better density models."
+            "Salakhutdinov and Murray (2008). CD-k's gradient is biased and the "
+            "bias shrinks as k grows, so the published figures improve from CD-1 "
+            "to CD-25."
         )
         st.plotly_chart(likelihood_chart(figures), key="tour_likelihood")
         provenance(results)
     st.page_link(
         RUNS_PAGE,
-        label="Train the Hinton 2006 preset on the Runs page",
+        label="Train a DBN on the Runs page (choose the Hinton 2006 preset)",
         icon=":material/list:",
     )
 
@@ -171,8 +192,16 @@ def likelihood_chart(figures: dict):
 
 def generation() -> None:
     results = load("generation_before_after")
-    if results is None:
-        return
+    if results is not None:
+        show_generation(results)
+    st.page_link(
+        SAMPLES_PAGE,
+        label="Compare the stages of your own run on the Samples page",
+        icon=":material/casino:",
+    )
+
+
+def show_generation(results: dict) -> None:
     figures = results["figures"]
     n_seeds = len(figures["seeds"])
     st.markdown(
@@ -193,11 +222,6 @@ def generation() -> None:
             + "; row k asks for digit k.",
         )
     provenance(results)
-    st.page_link(
-        SAMPLES_PAGE,
-        label="Compare the stages of your own run on the Samples page",
-        icon=":material/casino:",
-    )
 
 
 def generation_reading(figures: dict, stages: list[str]) -> str:
@@ -221,8 +245,9 @@ def generation_reading(figures: dict, stages: list[str]) -> str:
             )
         elif size <= 2 * change["stderr"]:
             sentences.append(
-                f"- **{stage}** leaves the log-likelihood bound unchanged within "
-                f"its error ({change['mean']:+.1f} ± {change['stderr']:.1f} nats)."
+                f"- **{stage}** {direction} the log-likelihood bound by {size:.1f} ± "
+                f"{change['stderr']:.1f} nats, {steady}, a change within twice its "
+                "standard error over the seeds."
             )
         else:
             sentences.append(
@@ -259,8 +284,16 @@ def generation_chart(figures: dict, stages: list[str]):
 
 def which_layer() -> None:
     results = load("svm_on_units")
-    if results is None:
-        return
+    if results is not None:
+        show_layers(results)
+    st.page_link(
+        UNITS_PAGE,
+        label="Train an SVM on any layer on the Units & SVM page",
+        icon=":material/tune:",
+    )
+
+
+def show_layers(results: dict) -> None:
     for dataset in results["config"]["datasets"]:
         figures = results["figures"][dataset]
         linear = figures["svm"]["linear-svm"]
@@ -277,17 +310,25 @@ def which_layer() -> None:
             key=f"tour_layers_{dataset}",
         )
     provenance(results)
-    st.page_link(
-        UNITS_PAGE,
-        label="Train an SVM on any layer on the Units & SVM page",
-        icon=":material/tune:",
-    )
 
 
 def subsets() -> None:
     results = load("svm_on_units")
-    if results is None:
-        return
+    if results is not None:
+        show_subsets(results)
+    st.page_link(
+        UNITS_PAGE,
+        label="Choose units from several layers on the Units & SVM page",
+        icon=":material/tune:",
+    )
+    st.page_link(
+        PROJECTIONS_PAGE,
+        label="See how the chosen units separate the classes on the Projections page",
+        icon=":material/scatter_plot:",
+    )
+
+
+def show_subsets(results: dict) -> None:
     for dataset in results["config"]["datasets"]:
         figures = results["figures"][dataset]
         linear = figures["svm"]["linear-svm"]
@@ -304,7 +345,7 @@ def subsets() -> None:
             f"random subsets of that size {linear['random']['accuracy']:.2%} ± "
             f"{linear['random']['std']:.2%}, and the fine-tuned net "
             f"{figures['finetuned_accuracy']:.2%}: with the weights unchanged, the "
-            f"subset {verdict} fine-tuning ({gap:+.2%})."
+            f"subset {verdict} fine-tuning ({100 * gap:+.2f} points)."
         )
         st.plotly_chart(
             accuracy_chart(figures, ["all-layers", "best-subset", "random"]),
@@ -315,16 +356,6 @@ def subsets() -> None:
         "trained on fewer rows; see the table in docs/results.md."
     )
     provenance(results)
-    st.page_link(
-        UNITS_PAGE,
-        label="Choose units from several layers on the Units & SVM page",
-        icon=":material/tune:",
-    )
-    st.page_link(
-        PROJECTIONS_PAGE,
-        label="See how the chosen units separate the classes on the Projections page",
-        icon=":material/scatter_plot:",
-    )
 
 
 def accuracy_chart(figures: dict, names: list[str]):
@@ -347,9 +378,8 @@ def accuracy_chart(figures: dict, names: list[str]):
         line_dash="dash",
         annotation_text="fine-tuned net",
     )
-    low = min(
-        100 * figures["svm"][c][n]["accuracy"] for c in figures["svm"] for n in names
-    )
+    shown = [figures["svm"][c][n]["accuracy"] for c in figures["svm"] for n in names]
+    low = 100 * min(*shown, figures["finetuned_accuracy"])
     chart.update_layout(
         yaxis={"title": "test accuracy (%)", "range": [max(0, low - 3), 100]},
         height=340,
@@ -369,8 +399,14 @@ def feature_label(name: str) -> str:
 
 def cost() -> None:
     results = load("scaling")
-    if results is None:
-        return
+    if results is not None:
+        show_cost(results)
+    st.page_link(
+        RUNS_PAGE, label="Time your own run on the Runs page", icon=":material/list:"
+    )
+
+
+def show_cost(results: dict) -> None:
     figures = results["figures"]
     st.markdown(
         f"Seconds for one CD-1 epoch of one RBM on {device_name(figures['device'])}. "
@@ -398,9 +434,6 @@ def cost() -> None:
     chart.update_layout(height=320, margin={"t": 40})
     st.plotly_chart(chart, key="tour_scaling")
     provenance(results)
-    st.page_link(
-        RUNS_PAGE, label="Time your own run on the Runs page", icon=":material/list:"
-    )
 
 
 STEPS = (
@@ -408,22 +441,31 @@ STEPS = (
         "Published results",
         "Does deepgen reproduce what the papers report?",
         reproduction,
+        ("hinton2006", "rbm_likelihood"),
     ),
     Step(
         "Generation after fine-tuning",
         "Does fine-tuning on labels cost a DBN its ability to generate?",
         generation,
+        ("generation_before_after",),
     ),
     Step(
         "Which layer",
         "Why classify from the last hidden layer only?",
         which_layer,
+        ("svm_on_units",),
     ),
     Step(
         "Units instead of fine-tuning",
         "Can an SVM on units from several layers, with the weights unchanged, "
         "match fine-tuning?",
         subsets,
+        ("svm_on_units",),
     ),
-    Step("Cost", "How does training time grow with the net and the data?", cost),
+    Step(
+        "Cost",
+        "How does training time grow with the net and the data?",
+        cost,
+        ("scaling",),
+    ),
 )

@@ -88,7 +88,12 @@ def require_stage() -> tuple[Run, str] | None:
         st.page_link(RUNS_PAGE, label="Go to the Runs page", icon=":material/list:")
         return None
     if run is None:
-        st.info("Choose a run on the Runs page first, or wait for the demo run.")
+        waiting = context.environment_flag("DEEPGEN_DEMO", True) and context.all_runs()
+        st.info(
+            "Choose a run on the Runs page first, or wait for the demo run."
+            if waiting
+            else "Choose or train a run on the Runs page first."
+        )
         st.page_link(RUNS_PAGE, label="Go to the Runs page", icon=":material/list:")
         return None
     stage = context.current_stage(run)

@@ -445,7 +445,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=CHAIN_STARTS,
         default="noise",
         help="first state of the layer below the top: random (noise) or all "
-        "units off (empty), which reaches clear digits in fewer steps "
+        "units off (empty), which helps nets whose chains mix slowly "
         "(default: noise)",
     )
     p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

@@ -292,9 +292,9 @@ class DBNModule(nn.Module):
         start : {"noise", "empty"}
             The chain's first state of the layer below the top: uniform binary
             noise, or every unit off, so that the first hidden state is drawn
-            from the label (or the biases) alone. On nets trained on
-            mnist-10k, chains from ``empty`` reach recognisable digits in far
-            fewer steps; see ``bench/label_samples.py``.
+            from the label (or the biases) alone. On slowly mixing nets, more
+            chains from ``empty`` reach their label's digits within 1,000
+            steps (figures in docs/benchmarks.md).
 
         Returns
         -------

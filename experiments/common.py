@@ -9,6 +9,7 @@ import os
 import platform
 import shlex
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from importlib import metadata
@@ -20,10 +21,28 @@ import torch
 from deepgen_core.checkpoint import atomic_write_json
 from deepgen_core.device import resolve_device
 from deepgen_core.errors import InputError, TrainingDiverged
+from deepgen_core.operations import (
+    FinetuneSettings,
+    finetune_config,
+    finetune_run,
+    train_run,
+)
+from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, Run, RunConfig, open_run
 
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
 RESULTS_FILE = "results.json"
 PACKAGES = ("torch", "numpy", "scikit-learn", "scipy", "umap-learn")
+
+
+def positive_int(text: str) -> int:
+    """Parse a command-line integer that must be at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}")
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
@@ -43,7 +62,7 @@ def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
         "--device", default="auto", help="auto, cpu or cuda (auto: cuda when present)"
     )
     parser.add_argument(
-        "--threads", type=int, default=0, help="torch CPU threads (default: all)"
+        "--threads", type=positive_int, help="torch CPU threads (default: all)"
     )
     parser.add_argument(
         "--out-dir",
@@ -54,8 +73,9 @@ def base_parser(name: str, doc: str) -> argparse.ArgumentParser:
     parser.add_argument(
         "--runs-dir",
         type=Path,
-        help="keep the trained runs here and reuse their finished stages "
-        "(default: inside the results folder's runs/, which git ignores)",
+        help="keep the trained runs here and reuse their finished stages when "
+        "their settings match (default: runs/ in the results folder, which git "
+        "ignores)",
     )
     return parser
 
@@ -78,8 +98,9 @@ class Experiment:
         if self.args.quick:
             default = default / "quick"
         self.out_dir = Path(self.args.out_dir or default)
-        self.out_dir.mkdir(parents=True, exist_ok=True)
         self.runs_dir = Path(self.args.runs_dir or self.out_dir / "runs")
+        for folder in (self.out_dir, self.runs_dir):
+            check_writable(folder)
 
     def timed(self, key: str):
         """Return a context manager that adds the seconds of its block under ``key``."""
@@ -105,6 +126,83 @@ class Experiment:
         atomic_write_json(path, to_plain(report))
         print(f"wrote {path}", flush=True)
         return path
+
+
+def check_writable(folder: Path) -> None:
+    """Create ``folder`` and check that files can be written in it.
+
+    Run at the start, so that a long experiment does not fail at its end.
+    """
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as error:
+        raise InputError(
+            f"cannot write to {folder} ({error.strerror}); choose another folder "
+            "with --out-dir or --runs-dir, or make this one writable"
+        ) from None
+
+
+def reuse_run(path: Path, config: RunConfig) -> Run | None:
+    """Open the run at ``path`` when one exists, after checking its settings.
+
+    Returns None when there is no run there. A run trained with other
+    settings is never reused in place of the requested one.
+    """
+    if not (path / "config.json").exists():
+        return None
+    run = open_run(path)
+    if run.config.to_dict() != config.to_dict():
+        raise InputError(
+            f"the run in {path} was trained with other settings than this "
+            "command's; pass another --runs-dir, or delete that folder to train "
+            "it again"
+        )
+    return run
+
+
+def check_stage_settings(run: Run, stage: str, config: FinetuneSettings) -> None:
+    """Raise :class:`InputError` when ``stage`` was made with other settings."""
+    made_with = run.stage_info(stage)["info"].get("config")
+    if made_with != config.to_dict():
+        raise InputError(
+            f"stage {stage} of {run.path} was fine-tuned with other settings than "
+            "this command's; pass another --runs-dir, or delete that folder to "
+            "train it again"
+        )
+
+
+def prepare_run(
+    experiment: Experiment,
+    path: Path,
+    config: RunConfig,
+    methods: dict[str, dict],
+    label: str = "",
+) -> Run:
+    """Pretrain the run at ``path`` and fine-tune it by each of ``methods``.
+
+    ``methods`` maps a fine-tuning method to its settings. Stages that an
+    earlier call finished with the same settings are reused, and an
+    unfinished pretraining is resumed.
+    """
+    prefix = f"{label}-" if label else ""
+    run = reuse_run(path, config)
+    if run is None:
+        with experiment.timed(f"{prefix}pretrain"):
+            run = train_run(str(path), config)
+    elif PRETRAINED not in run.stages():
+        with experiment.timed(f"{prefix}pretrain"):
+            run = train_run(str(path), resume=True)
+    for method, values in methods.items():
+        settings = finetune_config(method, values)
+        stage = FINETUNE_STAGES[method]
+        if stage in run.stages():
+            check_stage_settings(run, stage, settings)
+            continue
+        with experiment.timed(f"{prefix}finetune-{method}"):
+            finetune_run(run, settings)
+    return run
 
 
 class _Timer:

@@ -26,13 +26,13 @@ from __future__ import annotations
 import numpy as np
 
 from deepgen_core.dbn import DBNConfig
-from deepgen_core.evaluation import evaluate_run, figure_rows
+from deepgen_core.evaluation import check_evaluate_settings, evaluate_run, figure_rows
 from deepgen_core.images import image_grid, save_png
-from deepgen_core.operations import finetune_config, finetune_run, sample_run, train_run
-from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig, open_run
+from deepgen_core.operations import sample_run
+from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig
 from deepgen_core.training import RBMTrainingConfig
 
-from .common import Experiment, base_parser, run_command
+from .common import Experiment, base_parser, positive_int, prepare_run, run_command
 
 NAME = "generation_before_after"
 STAGES = (PRETRAINED, *FINETUNE_STAGES.values())
@@ -65,31 +65,19 @@ QUICK = {
 SAMPLES_PER_LABEL = 8
 
 
-def prepare_run(experiment: Experiment, chosen: dict, seed: int):
+def seed_run(experiment: Experiment, chosen: dict, seed: int):
     """Pretrain and fine-tune one seed's DBN, reusing finished stages."""
-    path = experiment.runs_dir / f"seed-{seed}"
-    if (path / "config.json").exists():
-        run = open_run(path)
-        if PRETRAINED not in run.stages():
-            run = train_run(str(path), resume=True)
-    else:
-        rbm = RBMTrainingConfig(epochs=chosen["epochs"])
-        dbn = DBNConfig(chosen["layers"], labels=True, seed=seed, rbm=rbm)
-        experiment.runs_dir.mkdir(parents=True, exist_ok=True)
-        with experiment.timed("pretrain"):
-            run = train_run(
-                str(path), RunConfig(chosen["dataset"], dbn, str(experiment.device))
-            )
-    values = {
+    rbm = RBMTrainingConfig(epochs=chosen["epochs"])
+    dbn = DBNConfig(chosen["layers"], labels=True, seed=seed, rbm=rbm)
+    config = RunConfig(chosen["dataset"], dbn, str(experiment.device))
+    methods = {
         "backprop": {"epochs": chosen["backprop_epochs"], "seed": seed},
         "head": {"seed": seed},
         "updown": {"epochs": chosen["updown_epochs"], "seed": seed},
     }
-    for method, stage in FINETUNE_STAGES.items():
-        if stage not in run.stages():
-            with experiment.timed(f"finetune-{method}"):
-                finetune_run(run, finetune_config(method, values[method]))
-    return run
+    return prepare_run(
+        experiment, experiment.runs_dir / f"seed-{seed}", config, methods
+    )
 
 
 def measure(experiment: Experiment, run, stage: str, chosen: dict, seed: int) -> dict:
@@ -172,8 +160,10 @@ def side_by_side(experiment: Experiment, run, steps: int) -> str:
 
 def main(argv=None) -> None:
     parser = base_parser(NAME, __doc__)
-    parser.add_argument("--seeds", type=int, help="number of seeds (3)")
-    parser.add_argument("--ais-betas", type=int, help="AIS temperatures (5000)")
+    parser.add_argument("--seeds", type=positive_int, help="number of seeds (3)")
+    parser.add_argument(
+        "--ais-betas", type=positive_int, help="AIS temperatures (5000)"
+    )
     args = parser.parse_args(argv)
     experiment = Experiment(NAME, args)
     chosen = dict(QUICK if args.quick else FULL)
@@ -181,12 +171,13 @@ def main(argv=None) -> None:
         chosen["seeds"] = args.seeds
     if args.ais_betas:
         chosen["ais_betas"] = args.ais_betas
+    check_evaluate_settings(chosen)
     seeds = [args.seed + i for i in range(chosen["seeds"])]
 
     per_seed: dict[str, list[dict]] = {stage: [] for stage in STAGES}
     runs = []
     for seed in seeds:
-        run = prepare_run(experiment, chosen, seed)
+        run = seed_run(experiment, chosen, seed)
         runs.append(run)
         for stage in STAGES:
             per_seed[stage].append(measure(experiment, run, stage, chosen, seed))

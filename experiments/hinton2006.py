@@ -35,23 +35,11 @@ import numpy as np
 
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.images import image_grid, save_png
-from deepgen_core.operations import (
-    class_accuracy,
-    finetune_config,
-    finetune_run,
-    sample_run,
-    train_run,
-)
-from deepgen_core.runs import (
-    FINETUNE_STAGES,
-    PRETRAINED,
-    RunConfig,
-    open_run,
-    read_jsonl,
-)
+from deepgen_core.operations import class_accuracy, sample_run
+from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig, read_jsonl
 from deepgen_core.training import RBMTrainingConfig
 
-from .common import Experiment, base_parser, run_command
+from .common import Experiment, base_parser, prepare_run, run_command
 
 NAME = "hinton2006"
 ANCHORS = {"backprop": 0.012, "updown": 0.0125}
@@ -104,23 +92,6 @@ def method_settings(chosen: dict, seed: int) -> dict[str, dict]:
     }
 
 
-def pretrain(experiment: Experiment, chosen: dict):
-    """Train the DBN, or reopen it when an earlier call finished it."""
-    path = experiment.runs_dir / "dbn"
-    if (path / "config.json").exists():
-        run = open_run(path)
-        if PRETRAINED in run.stages():
-            return run
-        with experiment.timed("pretrain"):
-            return train_run(str(path), resume=True)
-    rbm = RBMTrainingConfig(epochs=chosen["epochs"])
-    dbn = DBNConfig(chosen["layers"], labels=True, seed=experiment.args.seed, rbm=rbm)
-    config = RunConfig(chosen["dataset"], dbn, device=str(experiment.device))
-    experiment.runs_dir.mkdir(parents=True, exist_ok=True)
-    with experiment.timed("pretrain"):
-        return train_run(str(path), config)
-
-
 def sample_picture(run, stage: str, experiment: Experiment) -> str:
     """Write a grid of label-clamped samples of ``stage``; return its file name."""
     n_classes = run.dataset().n_classes
@@ -148,13 +119,15 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     experiment = Experiment(NAME, args)
     chosen = settings(args)
-    run = pretrain(experiment, chosen)
-    values = method_settings(chosen, args.seed)
-    for method in METHODS:
-        if FINETUNE_STAGES[method] in run.stages():
-            continue
-        with experiment.timed(f"finetune-{method}"):
-            finetune_run(run, finetune_config(method, values[method]))
+    rbm = RBMTrainingConfig(epochs=chosen["epochs"])
+    dbn = DBNConfig(chosen["layers"], labels=True, seed=args.seed, rbm=rbm)
+    config = RunConfig(chosen["dataset"], dbn, device=str(experiment.device))
+    run = prepare_run(
+        experiment,
+        experiment.runs_dir / "dbn",
+        config,
+        method_settings(chosen, args.seed),
+    )
 
     dataset = run.dataset()
     stages = {"pretrained": PRETRAINED}

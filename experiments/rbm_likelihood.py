@@ -13,6 +13,10 @@ beside the results) and gathers their figures. The paper does not give the
 number of epochs; the settings here are those found to match it, listed in
 ``MODELS``. CD-k's gradient is biased, and its bias shrinks as k grows, so
 the likelihood is expected to rise from CD-1 to CD-25.
+
+A model whose JSON file and weights were written by the same command is not
+trained again. The weights stay beside the JSON files, so ``--runs-dir`` is
+not used.
 """
 
 from __future__ import annotations
@@ -73,6 +77,16 @@ KEPT = (
 )
 
 
+def made_by(out: Path, command: str) -> bool:
+    """Tell whether ``out`` holds the results of ``command``, with its weights."""
+    if not (out.is_file() and out.with_suffix(".safetensors").is_file()):
+        return False
+    if load_results(NAME, out.parent, out.name).get("command") != command:
+        return False
+    print(f"reusing {out}, made by the same command", flush=True)
+    return True
+
+
 def main(argv=None) -> None:
     parser = base_parser(NAME, __doc__)
     args = parser.parse_args(argv)
@@ -90,8 +104,10 @@ def main(argv=None) -> None:
         if out.is_relative_to(Path.cwd()):
             # Keeps the recorded command free of this machine's folders.
             out = out.relative_to(Path.cwd())
-        with experiment.timed(name):
-            rbm_model.main([*model_args, *common, "--out", str(out)])
+        model_argv = [*model_args, *common, "--out", str(out)]
+        if not made_by(out, rbm_model.command_line(model_argv)):
+            with experiment.timed(name):
+                rbm_model.main(model_argv)
         result = load_results(NAME, out.parent, out.name)
         figures[name] = {key: result["figures"][key] for key in KEPT}
         figures[name]["epochs"] = int(epochs)

@@ -558,7 +558,8 @@ def main(argv: list[str] | None = None) -> None:
         device = resolve_device(args.device)
         dataset, x_train_np, x_test_np = load_images(args.quick)
     except InputError as error:
-        raise SystemExit(f"error: {error}") from None
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     x_train = torch.from_numpy(x_train_np).to(device)
     x_test = torch.from_numpy(x_test_np).to(device)
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -570,7 +571,8 @@ def main(argv: list[str] | None = None) -> None:
         try:
             rbm = load_weights(args.from_weights, device)
         except InputError as error:
-            raise SystemExit(f"error: {error}") from None
+            print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
         sidecar = args.from_weights.with_suffix(".json")
         if sidecar.exists():
             previous = read_json(sidecar)

@@ -12,11 +12,14 @@ renders the tables again and checks that the document still holds them.
 
 from __future__ import annotations
 
+import argparse
 import re
 import sys
 from pathlib import Path
 
-from .common import RESULTS_DIR, RESULTS_FILE, load_results
+from deepgen_core.errors import InputError
+
+from .common import RESULTS_DIR, RESULTS_FILE, load_results, run_command
 
 DOCUMENT = RESULTS_DIR.parent / "results.md"
 EXPERIMENTS = (
@@ -37,7 +40,7 @@ FEATURE_NAMES = {
     "pixels": "raw pixels",
     "all-layers": "all hidden layers",
     "best-subset": "best subset (top ANOVA F)",
-    "random": "random subsets, 10 draws",
+    "random": "random subsets",
 }
 DATASET_NAMES = {
     "mnist": "MNIST",
@@ -50,7 +53,7 @@ FIGURE_LABELS = {
     "recon_error": "reconstruction error",
     "label_confidence": "confidence in the asked digit",
     "class_entropy": "class entropy (nats)",
-    "coverage": "classes covered",
+    "coverage": "share of classes covered",
     "nn_train_distance": "distance to nearest training image",
     "nn_sample_distance": "distance to nearest other sample",
     "frechet_distance": "Fréchet distance",
@@ -150,7 +153,7 @@ def svm_on_units(results: dict) -> str:
         rows = []
         for name in names:
             cells = [
-                feature_name(name),
+                feature_name(name, results["config"]["random_draws"]),
                 str(figures["svm"]["linear-svm"][name]["n_units"]),
             ]
             for classifier in ("linear-svm", "rbf-svm"):
@@ -160,14 +163,6 @@ def svm_on_units(results: dict) -> str:
                     cell += f" ± {100 * score['std']:.2f}"
                 cells.append(cell)
             rows.append(cells)
-        rows.append(
-            [
-                "fine-tuned net (backprop), its own output",
-                "-",
-                percent(figures["finetuned_accuracy"]),
-                "-",
-            ]
-        )
         title = (
             f"**{DATASET_NAMES.get(dataset, dataset)}** "
             f"({figures['n_train']:,} training rows; the RBF SVM on the first "
@@ -175,13 +170,19 @@ def svm_on_units(results: dict) -> str:
             "test rows)\n\n"
         )
         header = ["features", "units", "linear SVM", "RBF SVM"]
-        blocks.append(title + table(header, rows))
+        finetuned = (
+            "\nThe same DBN fine-tuned by backprop, scored by its own softmax "
+            f"output: **{percent(figures['finetuned_accuracy'])}**.\n"
+        )
+        blocks.append(title + table(header, rows) + finetuned)
     return "\n".join(blocks)
 
 
-def feature_name(name: str) -> str:
+def feature_name(name: str, draws: int = 0) -> str:
     if name.startswith("layer-"):
         return f"hidden layer {name.split('-')[1]} alone"
+    if name == "random" and draws:
+        return f"{FEATURE_NAMES[name]}, {draws} draws"
     return FEATURE_NAMES.get(name, name)
 
 
@@ -255,7 +256,14 @@ RENDERERS = {name: globals()[name] for name in EXPERIMENTS}
 
 def render(name: str, folder: Path | None = None) -> str:
     """Render the markdown table of experiment ``name`` from its stored results."""
-    return RENDERERS[name](load_results(name, folder))
+    path = (folder or RESULTS_DIR / name) / RESULTS_FILE
+    try:
+        return RENDERERS[name](load_results(name, folder))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise InputError(
+            f"the results file {path} is missing or damaged ({type(error).__name__}: "
+            f"{error}); run python -m experiments.{name} again to rewrite it"
+        ) from None
 
 
 def update(document: Path = DOCUMENT) -> tuple[list[str], list[str]]:
@@ -283,7 +291,11 @@ def blocks(document: Path = DOCUMENT) -> dict[str, str]:
     return {m.group(2): m.group(3) for m in BLOCK.finditer(document.read_text())}
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        prog="python -m experiments.report", description=__doc__.split("\n")[0]
+    )
+    parser.parse_args(argv)
     done, left = update()
     for name in done:
         print(f"rendered {name}")
@@ -292,3 +304,7 @@ if __name__ == "__main__":
             f"no results for {name} yet; run python -m experiments.{name}",
             file=sys.stderr,
         )
+
+
+if __name__ == "__main__":
+    run_command(main)

@@ -34,19 +34,16 @@ import numpy as np
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.operations import (
     class_accuracy,
-    finetune_config,
-    finetune_run,
     layer_activations,
     layer_sizes,
     make_classifier,
-    train_run,
 )
-from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig, open_run
+from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig
 from deepgen_core.selection import random_units, score_units
 from deepgen_core.training import RBMTrainingConfig
 from deepgen_core.units import format_units, parse_units, select_columns
 
-from .common import Experiment, base_parser, run_command
+from .common import Experiment, base_parser, positive_int, prepare_run, run_command
 
 NAME = "svm_on_units"
 FULL = {
@@ -81,33 +78,28 @@ def parse_args(argv=None):
     parser.add_argument(
         "--datasets", help="comma-separated datasets (mnist,fashion-mnist)"
     )
-    parser.add_argument("--rbf-rows", type=int, help="training rows of the RBF SVM")
+    parser.add_argument(
+        "--rbf-rows", type=positive_int, help="training rows of the RBF SVM (5000)"
+    )
     return parser.parse_args(argv)
 
 
-def prepare_run(experiment: Experiment, dataset: str, chosen: dict):
+def dataset_run(experiment: Experiment, dataset: str, chosen: dict):
     """Pretrain and fine-tune the DBN of ``dataset``, reusing finished stages."""
-    path = experiment.runs_dir / dataset
-    if (path / "config.json").exists():
-        run = open_run(path)
-        if PRETRAINED not in run.stages():
-            with experiment.timed(f"{dataset}-pretrain"):
-                run = train_run(str(path), resume=True)
-    else:
-        rbm = RBMTrainingConfig(epochs=chosen["epochs"])
-        config = RunConfig(
-            dataset,
-            DBNConfig(chosen["layers"], seed=experiment.args.seed, rbm=rbm),
-            device=str(experiment.device),
-        )
-        experiment.runs_dir.mkdir(parents=True, exist_ok=True)
-        with experiment.timed(f"{dataset}-pretrain"):
-            run = train_run(str(path), config)
-    if FINETUNE_STAGES["backprop"] not in run.stages():
-        settings = {"epochs": chosen["backprop_epochs"], "seed": experiment.args.seed}
-        with experiment.timed(f"{dataset}-finetune"):
-            finetune_run(run, finetune_config("backprop", settings))
-    return run
+    rbm = RBMTrainingConfig(epochs=chosen["epochs"])
+    config = RunConfig(
+        dataset,
+        DBNConfig(chosen["layers"], seed=experiment.args.seed, rbm=rbm),
+        device=str(experiment.device),
+    )
+    backprop = {"epochs": chosen["backprop_epochs"], "seed": experiment.args.seed}
+    return prepare_run(
+        experiment,
+        experiment.runs_dir / dataset,
+        config,
+        {"backprop": backprop},
+        dataset,
+    )
 
 
 def feature_sets(
@@ -152,7 +144,7 @@ def accuracy(classifier: str, train, y_train, test, y_test) -> float:
 
 def measure_dataset(experiment: Experiment, dataset: str, chosen: dict) -> dict:
     """Train every SVM of the table on ``dataset`` and return its figures."""
-    run = prepare_run(experiment, dataset, chosen)
+    run = dataset_run(experiment, dataset, chosen)
     data = run.dataset()
     dbn = run.load_stage(PRETRAINED)
     sizes = layer_sizes(dbn)

@@ -21,7 +21,7 @@ index = titles.index(choice)
 step = tour_view.STEPS[index]
 st.subheader(step.question)
 with ui.reported_errors(f"show the step {step.title!r}"):
-    step.draw()
+    tour_view.draw_step(step)
 
 
 def go_to(position: int) -> None:

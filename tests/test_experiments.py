@@ -9,8 +9,13 @@ from pathlib import Path
 
 import pytest
 
+from deepgen_core.dbn import DBNConfig
+from deepgen_core.errors import InputError
+from deepgen_core.operations import train_run
+from deepgen_core.runs import RunConfig
+from deepgen_core.training import RBMTrainingConfig
 from experiments import report
-from experiments.common import RESULTS_DIR
+from experiments.common import RESULTS_DIR, check_writable, reuse_run
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -166,3 +171,29 @@ def test_report_rewrites_tables_and_keeps_prose(tmp_path):
     assert text.endswith("<!-- end scaling -->\n\nReading.\n")
     assert "old table" not in text
     assert report.blocks(document)["scaling"] == report.render("scaling")
+
+
+def test_reuse_rejects_run_with_other_settings(tmp_path):
+    rbm = RBMTrainingConfig(epochs=1)
+    config = RunConfig("mnist-10k", DBNConfig([16], seed=0, rbm=rbm), "cpu")
+    train_run(str(tmp_path / "run"), config)
+    assert reuse_run(tmp_path / "run", config).config.to_dict() == config.to_dict()
+    other = RunConfig("mnist-10k", DBNConfig([16], seed=1, rbm=rbm), "cpu")
+    with pytest.raises(InputError, match="trained with other settings.*--runs-dir"):
+        reuse_run(tmp_path / "run", other)
+    assert reuse_run(tmp_path / "none", config) is None
+
+
+def test_unwritable_output_folder_is_named(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(InputError, match=f"cannot write to {blocker / 'out'}"):
+        check_writable(blocker / "out")
+
+
+def test_damaged_results_file_is_named(tmp_path):
+    folder = tmp_path / "scaling"
+    folder.mkdir()
+    (folder / "results.json").write_text('{"figures": {}}')
+    with pytest.raises(InputError, match="scaling/results.json is missing or damaged"):
+        report.render("scaling", folder)

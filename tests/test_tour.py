@@ -133,3 +133,23 @@ def test_stored_results_exist_for_every_experiment():
         results = json.loads((RESULTS_DIR / name / "results.json").read_text())
         assert results["command"].startswith(f"python -m experiments.{name}")
         assert not results["quick"]
+
+
+def test_incomplete_results_are_named(tmp_path, monkeypatch):
+    folder = tmp_path / "results" / "scaling"
+    folder.mkdir(parents=True)
+    stored = load_stored("scaling", RESULTS_DIR / "scaling")
+    del stored["figures"]["width"]
+    (folder / "results.json").write_text(json.dumps(stored))
+    monkeypatch.setenv("DEEPGEN_RESULTS_DIR", str(tmp_path / "results"))
+    monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DEEPGEN_DEMO", "0")
+    app = AppTest.from_file(APP, default_timeout=60)
+    app.run()
+    app.switch_page("pages/tour.py")
+    app.run()
+    app.radio[0].set_value(app.radio[0].options[-1]).run()
+    errors = " ".join(e.value for e in app.error)
+    assert str(folder / "results.json") in errors
+    assert "python -m experiments.scaling" in errors
+    assert not app.exception
