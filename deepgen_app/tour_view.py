@@ -22,8 +22,8 @@ UNITS_PAGE = "pages/units.py"
 PROJECTIONS_PAGE = "pages/projections.py"
 SAMPLES_PAGE = "pages/samples.py"
 MATCH_MARGIN = 0.002
-"""Accuracy gap below which the subset is said to match fine-tuning: 20 of
-10,000 test images, about the standard error of an accuracy near 98%."""
+"""Accuracy gap below which the subset counts as matching fine-tuning: 20 of
+10,000 test images, about 1.4 standard errors of an accuracy near 98%."""
 GENERATION_FIGURES = (
     "log_likelihood",
     "frechet_distance",

@@ -7,7 +7,7 @@ Run from the repository root after an experiment has written new results::
 Each table sits in ``docs/results.md`` between ``<!-- table NAME -->`` and
 ``<!-- end NAME -->``. This command rewrites what lies between the markers
 from the JSON files and leaves the prose around them alone. The test suite
-renders the tables again and checks that the document still holds them.
+renders the tables again and checks that the document still contains them.
 """
 
 from __future__ import annotations
