@@ -15,9 +15,10 @@ APP = str(Path(__file__).resolve().parents[1] / "app.py")
 STEP_COUNT = 5
 
 
-@pytest.fixture
-def tour(tmp_path, monkeypatch):
-    """An AppTest of app.py opened on the Tour page, with an empty runs folder."""
+def open_tour(tmp_path, monkeypatch, results_dir=None) -> AppTest:
+    """Run app.py on the Tour page with an empty runs folder and no demo."""
+    if results_dir is not None:
+        monkeypatch.setenv("DEEPGEN_RESULTS_DIR", str(results_dir))
     monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
     monkeypatch.setenv("DEEPGEN_DEMO", "0")
     app = AppTest.from_file(APP, default_timeout=60)
@@ -26,6 +27,12 @@ def tour(tmp_path, monkeypatch):
     app.run()
     assert not app.exception, [e.value for e in app.exception]
     return app
+
+
+@pytest.fixture
+def tour(tmp_path, monkeypatch):
+    """An AppTest of app.py opened on the Tour page, on the stored results."""
+    return open_tour(tmp_path, monkeypatch)
 
 
 def load_results(name: str) -> dict:
@@ -98,34 +105,20 @@ def test_steps_draw_charts_and_link_to_live_pages(tour):
 
 
 def test_missing_results_name_the_command(tmp_path, monkeypatch):
-    monkeypatch.setenv("DEEPGEN_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DEEPGEN_DEMO", "0")
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("pages/tour.py")
-    app.run()
+    app = open_tour(tmp_path, monkeypatch, tmp_path / "results")
     warnings = " ".join(w.value for w in app.warning)
     assert "python -m experiments.hinton2006" in warnings
     assert "python -m experiments.rbm_likelihood" in warnings
-    assert not app.exception
 
 
 def test_damaged_results_are_named(tmp_path, monkeypatch):
     folder = tmp_path / "results" / "hinton2006"
     folder.mkdir(parents=True)
     (folder / "results.json").write_text("{not json")
-    monkeypatch.setenv("DEEPGEN_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DEEPGEN_DEMO", "0")
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("pages/tour.py")
-    app.run()
+    app = open_tour(tmp_path, monkeypatch, tmp_path / "results")
     errors = " ".join(e.value for e in app.error)
     assert str(folder / "results.json") in errors
     assert "python -m experiments.hinton2006" in errors
-    assert not app.exception
 
 
 def test_stored_results_exist_for_every_experiment():
@@ -141,13 +134,7 @@ def test_incomplete_results_are_named(tmp_path, monkeypatch):
     stored = load_stored("scaling", RESULTS_DIR / "scaling")
     del stored["figures"]["width"]
     (folder / "results.json").write_text(json.dumps(stored))
-    monkeypatch.setenv("DEEPGEN_RESULTS_DIR", str(tmp_path / "results"))
-    monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
-    monkeypatch.setenv("DEEPGEN_DEMO", "0")
-    app = AppTest.from_file(APP, default_timeout=60)
-    app.run()
-    app.switch_page("pages/tour.py")
-    app.run()
+    app = open_tour(tmp_path, monkeypatch, tmp_path / "results")
     app.radio[0].set_value(app.radio[0].options[-1]).run()
     errors = " ".join(e.value for e in app.error)
     assert str(folder / "results.json") in errors
