@@ -7,14 +7,13 @@ at another results folder (``docs/results`` by default).
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import streamlit as st
 
-from experiments.common import RESULTS_DIR, RESULTS_FILE
+from experiments.common import RESULTS_DIR, RESULTS_FILE, load_results
 from experiments.report import FEATURE_NAMES, FIGURE_LABELS, STAGE_NAMES
 
 RUNS_PAGE = "pages/runs.py"
@@ -38,8 +37,9 @@ def results_dir() -> Path:
 
 
 @st.cache_data(show_spinner=False)
-def _read(path: str, stamp: float) -> dict:
-    return json.loads(Path(path).read_text())
+def _read(name: str, folder: str, stamp: float) -> dict:
+    """Read a results file; ``stamp`` (its mtime) renews the cache when it changes."""
+    return load_results(name, Path(folder))
 
 
 def load(name: str) -> dict | None:
@@ -54,7 +54,7 @@ def load(name: str) -> dict | None:
         )
         return None
     try:
-        return _read(str(path), path.stat().st_mtime)
+        return _read(name, str(path.parent), path.stat().st_mtime)
     except (OSError, ValueError) as error:
         st.error(
             f"The results file {path} cannot be read ({error}); run "
@@ -378,8 +378,10 @@ def accuracy_chart(figures: dict, names: list[str]):
         line_dash="dash",
         annotation_text="fine-tuned net",
     )
-    shown = [figures["svm"][c][n]["accuracy"] for c in figures["svm"] for n in names]
-    low = 100 * min(*shown, figures["finetuned_accuracy"])
+    accuracies = [
+        figures["svm"][c][n]["accuracy"] for c in figures["svm"] for n in names
+    ]
+    low = 100 * min(*accuracies, figures["finetuned_accuracy"])
     chart.update_layout(
         yaxis={"title": "test accuracy (%)", "range": [max(0, low - 3), 100]},
         height=340,

@@ -78,7 +78,7 @@ KEPT = (
 
 
 def made_by(out: Path, command: str) -> bool:
-    """Tell whether ``out`` holds the results of ``command``, with its weights."""
+    """Tell whether ``out`` contains the results of ``command``, with its weights."""
     if not (out.is_file() and out.with_suffix(".safetensors").is_file()):
         return False
     if load_results(NAME, out.parent, out.name).get("command") != command:

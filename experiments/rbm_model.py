@@ -78,6 +78,8 @@ from deepgen_core.likelihood import (
 from deepgen_core.rbm import RBMModule, sample_bernoulli
 from deepgen_core.training import CDTrainer, RBMTrainingConfig, check_finite
 
+from .common import cpu_model
+
 N_HIDDEN = 500
 BATCH_SIZE = 100
 LEARNING_RATE = 0.05
@@ -475,15 +477,6 @@ def environment(device: torch.device) -> dict:
         "threads": torch.get_num_threads(),
         "cpu": cpu_model(),
     }
-
-
-def cpu_model() -> str:
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        for line in cpuinfo.read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or "unknown"
 
 
 def settings(args: argparse.Namespace, dataset: str, n_train: int) -> dict:

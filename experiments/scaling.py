@@ -1,4 +1,4 @@
-"""How the time of a pretraining epoch grows with layer width and with the number of images.
+"""Growth of a pretraining epoch's time with layer width and with the number of images.
 
 Run from the repository root, with the MNIST IDX files in ``DEEPGEN_DATA_DIR``::
 

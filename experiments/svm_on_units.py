@@ -14,10 +14,11 @@ are, SVMs are trained on the hidden probabilities of:
 ``layer-k``      each hidden layer on its own;
 ``all-layers``   every hidden layer side by side;
 ``best-subset``  the units with the highest ANOVA F-score against the labels
-                 on the training rows, pooled over all hidden layers, as many
-                 as the last layer has (the selection rule of the Units page);
-``random``       that many units drawn at random from all hidden layers, ten
-                 times, reported as mean and standard deviation.
+                 on the training rows. The ranking is the Units page's, pooled
+                 here over all hidden layers, and it keeps as many units as
+                 the last layer has.
+``random``       that many units drawn at random from all hidden layers. There
+                 are ten draws, reported as mean and standard deviation.
 
 Each row is read against ``finetuned``: the fine-tuned net's own test
 accuracy. The linear SVM is trained on every training row and scored on
