@@ -32,6 +32,7 @@ from deepgen_core.evaluation import evaluate_run
 from deepgen_core.operations import finetune_config, finetune_run, train_run
 from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig
 from deepgen_core.training import RBMTrainingConfig
+from experiments.common import BACKPROP_SETTINGS
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,7 +81,7 @@ def main() -> None:
     run = train_run(str(runs_dir / "modes"), config)
     seconds["pretrain"] = time.perf_counter() - started
     settings = {
-        "backprop": {"seed": args.seed},
+        "backprop": {"seed": args.seed, **BACKPROP_SETTINGS},
         "head": {"seed": args.seed},
         "updown": {"epochs": args.updown_epochs, "seed": args.seed},
     }

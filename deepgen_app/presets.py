@@ -29,6 +29,7 @@ class Preset:
     labels: bool = False
     epochs: int = 10
     learning_rate: float | None = None
+    lr_schedule: str = "constant"
     persistent: bool = False
     initial_momentum: float = 0.5
     momentum: float = 0.9
@@ -56,12 +57,14 @@ PRESETS = {
     ),
     "labels": Preset(
         "Digits on request",
-        "784-500-100-1000 with label units, persistent CD at learning rate 0.01 for "
-        "100 epochs: its label-clamped samples mostly show the requested digit.",
+        "784-500-100-1000 with label units, persistent CD for 100 epochs at a "
+        "learning rate falling from 0.01: its label-clamped samples mostly show the "
+        "requested digit.",
         "500,100,1000",
         labels=True,
         epochs=100,
         learning_rate=0.01,
+        lr_schedule="linear",
         persistent=True,
         momentum=0.5,
     ),

@@ -14,7 +14,7 @@ from deepgen_core.data import DATASET_NAMES, load_user_file
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.finetune import FinetuneConfig
 from deepgen_core.runs import FINETUNED, Run, RunConfig, check_run_name, read_jsonl
-from deepgen_core.training import RBMTrainingConfig
+from deepgen_core.training import LR_SCHEDULES, RBMTrainingConfig
 
 from . import context, ui
 from .presets import PRESETS, parse_layers
@@ -141,6 +141,15 @@ def new_run_form(runs_dir: Path) -> None:
             help="Mean hidden activation to aim for; empty turns the penalty off.",
         )
         left, middle, right = st.columns(3)
+        lr_schedule = left.selectbox(
+            "Learning-rate schedule",
+            LR_SCHEDULES,
+            index=LR_SCHEDULES.index(preset.lr_schedule),
+            help="constant, or linear: the rate falls by equal steps to "
+            "1/epochs of its value in the last epoch, which lets persistent CD "
+            "settle.",
+        )
+        left, middle, right = st.columns(3)
         visible_type = left.selectbox(
             "Visible units",
             ["bernoulli", "gaussian"],
@@ -170,6 +179,7 @@ def new_run_form(runs_dir: Path) -> None:
         rbm = RBMTrainingConfig(
             epochs=int(epochs),
             learning_rate=learning_rate or None,
+            lr_schedule=lr_schedule,
             batch_size=int(batch_size),
             cd_k=int(cd_k),
             persistent=persistent,

@@ -52,7 +52,7 @@ from .operations import (
 from .progress import Progress, TrainingCancelled
 from .rbm import VISIBLE_TYPES
 from .runs import FINETUNE_STAGES, PRETRAINED, RunConfig, open_run
-from .training import RBMTrainingConfig
+from .training import LR_SCHEDULES, RBMTrainingConfig
 from .units import GRAMMAR, parse_units
 
 logger = logging.getLogger("deepgen")
@@ -162,6 +162,13 @@ def add_train_parser(commands) -> None:
         type=float,
         default=None,
         help="learning rate (default: 0.1 for Bernoulli, 0.01 for Gaussian input units)",
+    )
+    p.add_argument(
+        "--lr-schedule",
+        choices=LR_SCHEDULES,
+        default=defaults.lr_schedule,
+        help="constant, or linear: fall by equal steps to 1/epochs of --lr in "
+        "the last epoch (default: constant)",
     )
     p.add_argument(
         "--batch-size",
@@ -345,12 +352,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--input-dropout",
         type=float,
-        help="dropout rate of input units, backprop (default: 0.2)",
+        help="dropout rate of input units, backprop (default: 0.0)",
     )
     p.add_argument(
         "--hidden-dropout",
         type=float,
-        help="dropout rate of hidden units, backprop (default: 0.2)",
+        help="dropout rate of hidden units, backprop (default: 0.5)",
+    )
+    p.add_argument(
+        "--warm-start-head",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="fit the softmax layer on the frozen top layer before backprop "
+        "(default: on)",
     )
     p.add_argument(
         "--validation-fraction",
@@ -515,6 +529,7 @@ def run_config_from_args(args) -> RunConfig:
     rbm = RBMTrainingConfig(
         epochs=args.epochs,
         learning_rate=args.lr,
+        lr_schedule=args.lr_schedule,
         batch_size=args.batch_size,
         cd_k=args.cd_k,
         persistent=args.pcd,
@@ -583,6 +598,7 @@ FINETUNE_FLAGS = {
     "batch_size": "batch_size",
     "input_dropout": "input_dropout",
     "hidden_dropout": "hidden_dropout",
+    "warm_start_head": "warm_start_head",
     "validation_fraction": "validation_fraction",
     "patience": "patience",
     "units": "units",

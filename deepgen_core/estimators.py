@@ -42,6 +42,7 @@ class _TrainingParams:
         return RBMTrainingConfig(
             epochs=self.n_iter,
             learning_rate=self.learning_rate,
+            lr_schedule=self.lr_schedule,
             batch_size=self.batch_size,
             cd_k=self.cd_k,
             persistent=self.persistent,
@@ -78,6 +79,9 @@ class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
         (zero mean, unit variance per feature) inside ``fit``.
     learning_rate : float or None
         None picks 0.1 for Bernoulli and 0.01 for Gaussian input.
+    lr_schedule : {"constant", "linear"}
+        ``linear`` lowers the rate by equal steps to ``1 / n_iter`` of it in
+        the last epoch.
     learn_sigma : bool
         Learn the standard deviation of each Gaussian input unit.
     batch_size, n_iter, cd_k, persistent, weight_decay, sparsity_target
@@ -101,6 +105,7 @@ class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
         n_components: int = 256,
         visible_type: str = "bernoulli",
         learning_rate: float | None = None,
+        lr_schedule: str = "constant",
         batch_size: int = 100,
         n_iter: int = 10,
         cd_k: int = 1,
@@ -115,6 +120,7 @@ class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
         self.learn_sigma = learn_sigma
         self.visible_type = visible_type
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.n_iter = n_iter
         self.cd_k = cd_k
@@ -197,6 +203,7 @@ class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
         use_labels: bool = False,
         visible_type: str = "bernoulli",
         learning_rate: float | None = None,
+        lr_schedule: str = "constant",
         batch_size: int = 100,
         n_iter: int = 10,
         cd_k: int = 1,
@@ -211,6 +218,7 @@ class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
         self.use_labels = use_labels
         self.visible_type = visible_type
         self.learning_rate = learning_rate
+        self.lr_schedule = lr_schedule
         self.batch_size = batch_size
         self.n_iter = n_iter
         self.cd_k = cd_k

@@ -2,7 +2,8 @@
 
 The recognition weights are unrolled into a feed-forward net of sigmoid
 layers with a softmax output on the top hidden layer, trained on the labels
-with SGD, momentum and dropout. A random part of the training data is held
+with SGD, momentum and dropout. The softmax layer starts from a fit on the
+frozen top layer, so backprop begins from a working classifier. A random part of the training data is held
 back for validation, and training stops early once the validation accuracy
 has not improved for ``patience`` epochs. The net is then trained again on
 all training rows for the best number of epochs, so that the labels of the
@@ -76,9 +77,9 @@ class FinetuneConfig(SettingsFields):
     momentum: float = 0.9
     batch_size: int = 100
     weight_decay: float = 0.0
-    input_dropout: float = 0.2
+    input_dropout: float = 0.0
     """Fraction of input units dropped in each training batch."""
-    hidden_dropout: float = 0.2
+    hidden_dropout: float = 0.5
     """Fraction of hidden units dropped in each training batch."""
     validation_fraction: float = 0.1
     patience: int = 15
@@ -88,6 +89,10 @@ class FinetuneConfig(SettingsFields):
     epochs: int = 100
     refit: bool = True
     """Train again on all rows for the best number of epochs."""
+    warm_start_head: bool = True
+    """Fit the softmax layer on the frozen top layer before backprop, so
+    that the first gradients reaching the pretrained weights come from a
+    trained output layer instead of a random one."""
     seed: int = 0
 
     def validate(self) -> None:
@@ -192,6 +197,29 @@ def _accuracy(net: nn.Sequential, x: torch.Tensor, y: torch.Tensor) -> float:
     return correct / max(1, x.shape[0])
 
 
+WARM_START_PENALTY = 1e-3
+"""L2 penalty of the softmax fit that starts the output layer."""
+
+
+def warm_start_head(
+    net: nn.Sequential, x: torch.Tensor, y: torch.Tensor, n_classes: int
+) -> None:
+    """Set the output layer of ``net`` to a softmax fit on its top hidden layer.
+
+    The fit sees the hidden units without dropout, as at test time, and the
+    layers below stay as they are.
+    """
+    net.eval()
+    with torch.no_grad():
+        features = torch.cat(
+            [net[:-1](x[i : i + 2000]) for i in range(0, x.shape[0], 2000)]
+        )
+    linear = fit_softmax(features, y, n_classes, WARM_START_PENALTY, 200)
+    with torch.no_grad():
+        net[-1].weight.copy_(linear.weight)
+        net[-1].bias.copy_(linear.bias)
+
+
 def _make_optimizer(net: nn.Sequential, config: FinetuneConfig) -> torch.optim.SGD:
     return torch.optim.SGD(
         net.parameters(),
@@ -265,6 +293,8 @@ def finetune_backprop(
     x_valid, y_valid = x[valid_rows], y[valid_rows]
 
     net = unroll(dbn, n_classes, generator, config.input_dropout, config.hidden_dropout)
+    if config.warm_start_head:
+        warm_start_head(net, x_train, y_train, n_classes)
     optimizer = _make_optimizer(net, config)
     best_accuracy, best_state, best_epoch = -1.0, None, 0
     history, rates = [], []
@@ -312,6 +342,8 @@ def finetune_backprop(
         return roll_back(dbn, net), history
 
     net = unroll(dbn, n_classes, generator, config.input_dropout, config.hidden_dropout)
+    if config.warm_start_head:
+        warm_start_head(net, x, y, n_classes)
     optimizer = _make_optimizer(net, config)
     n_batches = math.ceil(x.shape[0] / config.batch_size)
     for epoch in range(1, best_epoch + 1):

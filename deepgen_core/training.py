@@ -50,6 +50,10 @@ MONITOR_ROWS = 1000
 """Rows of training and validation data used for the per-epoch figures."""
 
 
+LR_SCHEDULES = ("constant", "linear")
+"""How the learning rate of CD-k / PCD changes over the epochs."""
+
+
 @dataclass
 class RBMTrainingConfig:
     """Hyperparameters of CD-k / PCD training.
@@ -76,11 +80,23 @@ class RBMTrainingConfig:
     """Use sampled rather than mean visible states at the last CD step."""
     drop_last: bool = False
     """Skip the last partial batch when the data size is not a multiple."""
+    lr_schedule: str = "constant"
+    """``constant``, or ``linear``: the learning rate falls by equal steps
+    from its full value in the first epoch to ``1 / epochs`` of it in the
+    last. With a constant rate, PCD's weights keep moving with its
+    persistent chains until training stops, and a decaying rate lets them
+    settle."""
 
     def lr_for(self, visible_type: str) -> float:
         if self.learning_rate is not None:
             return self.learning_rate
         return 0.01 if visible_type == "gaussian" else 0.1
+
+    def lr_factor(self, epoch: int) -> float:
+        """Multiplier of the learning rate in ``epoch``, counted from 1."""
+        if self.lr_schedule == "linear":
+            return (self.epochs - epoch + 1) / self.epochs
+        return 1.0
 
     def momentum_at(self, epoch: int) -> float:
         """Momentum for ``epoch``, counted from 1."""
@@ -107,6 +123,13 @@ class RBMTrainingConfig:
                 (
                     "momentum must be in [0, 1), got "
                     f"{self.initial_momentum} and {self.momentum}"
+                ),
+            ),
+            (
+                self.lr_schedule in LR_SCHEDULES,
+                (
+                    f"learning-rate schedule must be one of {', '.join(LR_SCHEDULES)}, "
+                    f"got {self.lr_schedule!r}"
                 ),
             ),
             (
@@ -200,6 +223,7 @@ class CDTrainer:
         self.config = config
         self.generator = generator
         self.learning_rate = config.lr_for(rbm.visible_type)
+        """Base rate, scaled in each epoch by ``config.lr_factor``."""
         self.increments = {
             name: torch.zeros_like(param) for name, param in self._params().items()
         }
@@ -297,7 +321,8 @@ class CDTrainer:
         epoch: int,
     ) -> None:
         rbm, config, inc = self.rbm, self.config, self.increments
-        lr, momentum = self.learning_rate, config.momentum_at(epoch)
+        lr = self.learning_rate * config.lr_factor(epoch)
+        momentum = config.momentum_at(epoch)
         # The data and the chains may have different numbers of rows (PCD).
         pos_scale, neg_scale = lr / v0.shape[0], lr / vn.shape[0]
         x0, xn = rbm._scaled(v0), rbm._scaled(vn)

@@ -32,6 +32,15 @@ from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, Run, RunConfig, open_
 RESULTS_DIR = Path(__file__).resolve().parents[1] / "docs" / "results"
 RESULTS_FILE = "results.json"
 PACKAGES = ("torch", "numpy", "scikit-learn", "scipy", "umap-learn")
+BACKPROP_SETTINGS = {
+    "input_dropout": 0.2,
+    "hidden_dropout": 0.2,
+    "warm_start_head": False,
+}
+"""Backprop settings behind the stored results: dropout 0.2 on the inputs and
+the hidden units, and a softmax layer started at random. They differ from the
+defaults of ``deepgen finetune`` and are kept so that each command reproduces
+its stored results."""
 
 
 def positive_int(text: str) -> int:

@@ -32,7 +32,14 @@ from deepgen_core.operations import sample_run
 from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig
 from deepgen_core.training import RBMTrainingConfig
 
-from .common import Experiment, base_parser, positive_int, prepare_run, run_command
+from .common import (
+    BACKPROP_SETTINGS,
+    Experiment,
+    base_parser,
+    positive_int,
+    prepare_run,
+    run_command,
+)
 
 NAME = "generation_before_after"
 STAGES = (PRETRAINED, *FINETUNE_STAGES.values())
@@ -71,7 +78,11 @@ def seed_run(experiment: Experiment, chosen: dict, seed: int):
     dbn = DBNConfig(chosen["layers"], labels=True, seed=seed, rbm=rbm)
     config = RunConfig(chosen["dataset"], dbn, str(experiment.device))
     methods = {
-        "backprop": {"epochs": chosen["backprop_epochs"], "seed": seed},
+        "backprop": {
+            "epochs": chosen["backprop_epochs"],
+            "seed": seed,
+            **BACKPROP_SETTINGS,
+        },
         "head": {"seed": seed},
         "updown": {"epochs": chosen["updown_epochs"], "seed": seed},
     }

@@ -39,7 +39,13 @@ from deepgen_core.operations import class_accuracy, sample_run
 from deepgen_core.runs import FINETUNE_STAGES, PRETRAINED, RunConfig, read_jsonl
 from deepgen_core.training import RBMTrainingConfig
 
-from .common import Experiment, base_parser, prepare_run, run_command
+from .common import (
+    BACKPROP_SETTINGS,
+    Experiment,
+    base_parser,
+    prepare_run,
+    run_command,
+)
 
 NAME = "hinton2006"
 ANCHORS = {"backprop": 0.012, "updown": 0.0125}
@@ -87,7 +93,11 @@ def settings(args) -> dict:
 def method_settings(chosen: dict, seed: int) -> dict[str, dict]:
     return {
         "head": {"seed": seed},
-        "backprop": {"epochs": chosen["backprop_epochs"], "seed": seed},
+        "backprop": {
+            "epochs": chosen["backprop_epochs"],
+            "seed": seed,
+            **BACKPROP_SETTINGS,
+        },
         "updown": {"epochs": chosen["updown_epochs"], "seed": seed},
     }
 

@@ -44,7 +44,14 @@ from deepgen_core.selection import random_units, score_units
 from deepgen_core.training import RBMTrainingConfig
 from deepgen_core.units import format_units, parse_units, select_columns
 
-from .common import Experiment, base_parser, positive_int, prepare_run, run_command
+from .common import (
+    BACKPROP_SETTINGS,
+    Experiment,
+    base_parser,
+    positive_int,
+    prepare_run,
+    run_command,
+)
 
 NAME = "svm_on_units"
 FULL = {
@@ -93,7 +100,11 @@ def dataset_run(experiment: Experiment, dataset: str, chosen: dict):
         DBNConfig(chosen["layers"], seed=experiment.args.seed, rbm=rbm),
         device=str(experiment.device),
     )
-    backprop = {"epochs": chosen["backprop_epochs"], "seed": experiment.args.seed}
+    backprop = {
+        "epochs": chosen["backprop_epochs"],
+        "seed": experiment.args.seed,
+        **BACKPROP_SETTINGS,
+    }
     return prepare_run(
         experiment,
         experiment.runs_dir / dataset,

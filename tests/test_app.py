@@ -136,6 +136,9 @@ def test_new_run_form_trains_run(app, app_runs):
     numbers["Epochs per layer"].set_value(1)
     boxes = {widget.label: widget for widget in app.checkbox}
     boxes["Fine-tune afterwards"].uncheck()
+    [schedule] = [w for w in app.selectbox if w.label == "Learning-rate schedule"]
+    assert schedule.value == "constant"
+    schedule.set_value("linear")
     click(app, "Start training")
     assert any("queued as job" in message.value for message in app.success)
 
@@ -144,6 +147,7 @@ def test_new_run_form_trains_run(app, app_runs):
     ]
     assert job.params["config"]["dbn"]["layers"] == [24]
     assert job.params["config"]["dbn"]["rbm"]["epochs"] == 1
+    assert job.params["config"]["dbn"]["rbm"]["lr_schedule"] == "linear"
     assert "finetune" not in job.params
     assert jobs.wait(job.id, timeout=120, runs_dir=app_runs).state == "done"
     app.run()

@@ -50,14 +50,15 @@ def test_top_layer_alone_is_close_behind(mnist10k_run):
 
 
 def test_finetuning_beats_pretrained_top_layer(mnist10k_run):
-    # NOTE: measured 0.958 with seed 0 on a 2-core CPU, short of the 0.96
-    # that a fine-tuned 784-500-500 net is expected to reach on this split.
+    # NOTE: seed 0 gives 0.961 here. Over pretraining seeds 0-7 the default
+    # fine-tuning scatters from about 0.955 to 0.964 around a mean near
+    # 0.96 (bench/finetune_accuracy.py), so another seed or CPU can miss.
     weights = mnist10k_run.stage_dir(PRETRAINED) / "model.safetensors"
     before = weights.read_bytes()
     finetune_run(mnist10k_run, FinetuneConfig(seed=0))
     info = mnist10k_run.stage_info(FINETUNED)["info"]
     pretrained_top = probe_run(mnist10k_run, PRETRAINED, "2:*")
-    assert info["test_accuracy"] >= 0.955
+    assert info["test_accuracy"] >= 0.96
     assert info["test_accuracy"] > pretrained_top["accuracy"]
     assert weights.read_bytes() == before
     tuned = probe_run(mnist10k_run, FINETUNED, "2:*")

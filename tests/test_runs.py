@@ -49,8 +49,14 @@ def stage_weights(run):
         ({}, 1, 3),
         ({"persistent": True, "cd_k": 2, "sparsity_target": 0.1}, 2, 2),
         ({}, 2, 1),
+        ({"persistent": True, "lr_schedule": "linear"}, 1, 2),
     ],
-    ids=["cd-mid-layer", "pcd-sparsity-second-layer", "cd-layer-boundary"],
+    ids=[
+        "cd-mid-layer",
+        "pcd-sparsity-second-layer",
+        "cd-layer-boundary",
+        "pcd-linear-schedule",
+    ],
 )
 def test_resumed_run_matches_uninterrupted(
     tmp_path, small_mnist_npz, rbm_options, stop_layer, stop_epoch

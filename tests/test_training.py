@@ -1,0 +1,56 @@
+"""Learning-rate schedules of CD-k / PCD training."""
+
+import copy
+
+import pytest
+import torch
+
+from deepgen_core.cli import build_parser, run_config_from_args
+from deepgen_core.errors import InputError
+from deepgen_core.rbm import RBMModule
+from deepgen_core.training import CDTrainer, RBMTrainingConfig
+
+
+def test_linear_schedule_factors():
+    config = RBMTrainingConfig(epochs=4, lr_schedule="linear")
+    factors = [config.lr_factor(epoch) for epoch in range(1, 5)]
+    assert factors == pytest.approx([1.0, 0.75, 0.5, 0.25])
+
+
+def test_constant_schedule_keeps_rate():
+    config = RBMTrainingConfig(epochs=4)
+    assert [config.lr_factor(epoch) for epoch in range(1, 5)] == [1.0] * 4
+
+
+def test_linear_schedule_scales_each_update():
+    torch.manual_seed(0)
+    rbm = RBMModule(12, 5)
+    with torch.no_grad():
+        rbm.weight.normal_(0, 0.1)
+    data = torch.rand(20, 12).round()
+    linear = RBMTrainingConfig(
+        epochs=4, batch_size=20, learning_rate=0.2, lr_schedule="linear"
+    )
+    constant = RBMTrainingConfig(epochs=4, batch_size=20, learning_rate=0.1)
+    scheduled = CDTrainer(copy.deepcopy(rbm), linear, torch.Generator().manual_seed(1))
+    fixed = CDTrainer(copy.deepcopy(rbm), constant, torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        # In epoch 3 of 4 the linear schedule uses half of the rate 0.2.
+        scheduled.step(data, epoch=3)
+        fixed.step(data, epoch=3)
+    for name, increment in fixed.increments.items():
+        assert increment.abs().sum() > 0, name
+        assert torch.allclose(scheduled.increments[name], increment), name
+    assert torch.allclose(scheduled.rbm.weight, fixed.rbm.weight)
+
+
+def test_unknown_schedule_is_rejected():
+    with pytest.raises(InputError, match="must be one of constant, linear"):
+        RBMTrainingConfig(lr_schedule="cosine").validate()
+
+
+def test_cli_flag_sets_schedule():
+    args = build_parser().parse_args(
+        ["train", "--out", "runs/x", "--lr-schedule", "linear"]
+    )
+    assert run_config_from_args(args).dbn.rbm.lr_schedule == "linear"
