@@ -206,8 +206,8 @@ def warm_start_head(
 ) -> None:
     """Set the output layer of ``net`` to a softmax fit on its top hidden layer.
 
-    The fit sees the hidden units without dropout, as at test time, and the
-    layers below stay as they are.
+    The fit uses the hidden units without dropout, as at test time, and
+    leaves the layers below unchanged.
     """
     net.eval()
     with torch.no_grad():

@@ -51,7 +51,7 @@ MONITOR_ROWS = 1000
 
 
 LR_SCHEDULES = ("constant", "linear")
-"""How the learning rate of CD-k / PCD changes over the epochs."""
+"""Names of the learning-rate schedules of CD-k / PCD training."""
 
 
 @dataclass
