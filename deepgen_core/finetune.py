@@ -108,6 +108,10 @@ class FinetuneConfig(SettingsFields):
                     f"{name.replace('_', ' ')} must be in [0, 1), got "
                     f"{getattr(self, name)}"
                 )
+        if not isinstance(self.warm_start_head, bool):
+            raise InputError(
+                f"warm_start_head must be true or false, got {self.warm_start_head!r}"
+            )
         if min(self.batch_size, self.patience, self.decay_patience) < 1:
             raise InputError(
                 "batch size, patience and decay patience must be at least 1, got "

@@ -129,6 +129,7 @@ def test_updown_needs_label_units(mnist):
         ("sideways", {}, "unknown fine-tuning method 'sideways'"),
         ("updown", {"cd_k": 0}, "cd_k and batch size must be at least 1"),
         ("head", {"max_iterations": 0}, "max iterations must be at least 1"),
+        ("backprop", {"warm_start_head": "yes"}, "warm_start_head must be true or"),
     ],
 )
 def test_bad_finetune_settings_are_named(method, values, message):
