@@ -374,7 +374,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--patience",
         type=int,
-        help="epochs without a validation gain before stopping, backprop (default: 15)",
+        help="epochs without a validation gain before stopping, backprop (default: 30)",
     )
     p.add_argument(
         "--units",

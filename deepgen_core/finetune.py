@@ -82,9 +82,9 @@ class FinetuneConfig(SettingsFields):
     hidden_dropout: float = 0.5
     """Fraction of hidden units dropped in each training batch."""
     validation_fraction: float = 0.1
-    patience: int = 15
+    patience: int = 30
     """Epochs without a gain in validation accuracy before training stops."""
-    decay_patience: int = 5
+    decay_patience: int = 10
     """Epochs without a gain after which the learning rate is halved."""
     epochs: int = 100
     refit: bool = True
