@@ -203,7 +203,8 @@ def new_run_form(runs_dir: Path) -> None:
         }
         if finetune:
             params["finetune"] = FinetuneConfig(
-                epochs=int(finetune_epochs), patience=min(15, int(finetune_epochs))
+                epochs=int(finetune_epochs),
+                patience=min(FinetuneConfig.patience, int(finetune_epochs)),
             ).to_dict()
         job = jobs.submit("train", params, runs_dir)
         context.choose_run(name.strip())
