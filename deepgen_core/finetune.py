@@ -251,7 +251,7 @@ def _train_epoch(
     for i in range(progress.total):
         check_stop(should_stop)
         rows = shuffle[i * config.batch_size : (i + 1) * config.batch_size]
-        loss = F.cross_entropy(net(x[rows]), y[rows])
+        loss = F.cross_entropy(net(x.index_select(0, rows)), y[rows])
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()

@@ -70,7 +70,7 @@ def train_reference(dataset: Dataset, seed: int = 0) -> tuple[nn.Sequential, flo
         for start in range(0, len(x), REFERENCE_BATCH):
             rows = order[start : start + REFERENCE_BATCH]
             optimizer.zero_grad()
-            F.cross_entropy(net(x[rows]), y[rows]).backward()
+            F.cross_entropy(net(x.index_select(0, rows)), y[rows]).backward()
             optimizer.step()
     net.eval()
     accuracy = float("nan")

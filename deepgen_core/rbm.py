@@ -49,10 +49,12 @@ def sample_bernoulli(
     One uniform draw per element compared with its probability: on the CPU
     this is several times faster than ``torch.bernoulli`` (torch 2.13), which
     matters because a 100x500 draw costs as much as one of a CD step's
-    matrix products. Raises RuntimeError for NaN probabilities, which only
-    diverged weights produce.
+    matrix products. On the CPU, raises RuntimeError for NaN probabilities,
+    which only diverged weights produce. On a GPU the check is skipped:
+    reading its result would make every draw wait for the device. There the
+    finite checks after each epoch catch the divergence.
     """
-    if torch.isnan(probs.sum()):
+    if probs.device.type == "cpu" and torch.isnan(probs.sum()):
         raise RuntimeError(
             "probabilities contain NaN because the weights diverged; lower the "
             "learning rate"
@@ -182,7 +184,7 @@ class RBMModule(nn.Module):
         top_down = h @ self.weight.T
         if self.gaussian:
             return self.visible_bias + self.sigma * top_down
-        return top_down + self.visible_bias
+        return top_down.add_(self.visible_bias)
 
     def visible_mean(self, h: torch.Tensor) -> torch.Tensor:
         """``E[v | h]``, shape (batch, n_visible).
@@ -194,7 +196,8 @@ class RBMModule(nn.Module):
         if self.gaussian:
             return x
         if not self.n_labels:
-            return torch.sigmoid(x)
+            # In place, which spares the CD step an allocation.
+            return x.sigmoid_()
         k = self.n_labels
         return torch.cat([torch.sigmoid(x[:, :-k]), torch.softmax(x[:, -k:], 1)], 1)
 

@@ -224,7 +224,8 @@ def finetune_updown(
         for i in range(n_batches):
             check_stop(should_stop)
             rows = shuffle[i * config.batch_size : (i + 1) * config.batch_size]
-            total_error += step(x_train[rows], one_hot[rows]) * len(rows)
+            error = step(x_train.index_select(0, rows), one_hot[rows])
+            total_error += error * len(rows)
             state.step = i + 1
             report(progress, state)
         wake_error = total_error / x_train.shape[0]
