@@ -13,7 +13,14 @@ from deepgen_core import jobs
 from deepgen_core.data import DATASET_NAMES, load_user_file
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.finetune import FinetuneConfig
-from deepgen_core.runs import FINETUNED, Run, RunConfig, check_run_name, read_jsonl
+from deepgen_core.runs import (
+    FINETUNE_STAGES,
+    FINETUNED,
+    Run,
+    RunConfig,
+    check_run_name,
+    read_jsonl,
+)
 from deepgen_core.training import LR_SCHEDULES, RBMTrainingConfig
 
 from . import context, ui
@@ -332,6 +339,18 @@ def training_curves(run_path: str, place: str) -> None:
             width="stretch",
             key=f"{name}-{place}-{run_path}",
         )
+
+
+def finetune_warnings(run: Run) -> dict[str, str]:
+    """Collect the warning saved with each fine-tuned stage, by stage name."""
+    stages = set(run.stages())
+    found = {}
+    for stage in FINETUNE_STAGES.values():
+        if stage in stages:
+            warning = run.stage_info(stage)["info"].get("warning")
+            if warning:
+                found[stage] = warning
+    return found
 
 
 def finetune_figures(run: Run) -> pd.DataFrame | None:

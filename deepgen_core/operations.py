@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import time
 import warnings
 from pathlib import Path
@@ -209,11 +210,40 @@ def finetune_run(
         "config": config.to_dict(),
         "test_accuracy": test_accuracy,
     }
+    chance = majority_accuracy(dataset.y_train, dataset.y_test)
+    warning = chance_warning(test_accuracy, chance, len(dataset.y_test))
+    if warning:
+        info["chance_accuracy"] = chance
+        info["warning"] = warning
+        logger.warning(warning)
     run.save_stage(stage, tuned, info, history)
     logger.info(
         "fine-tuned %s by %s: held-out accuracy %.4f", run.path, method, test_accuracy
     )
     return tuned
+
+
+def majority_accuracy(y_train: np.ndarray, y_test: np.ndarray) -> float:
+    """Held-out accuracy of always predicting the commonest training label."""
+    commonest = np.bincount(y_train).argmax()
+    return float(np.mean(y_test == commonest))
+
+
+def chance_warning(accuracy: float, chance: float, n_test: int) -> str | None:
+    """Return a warning if ``accuracy`` is within 3 standard errors of ``chance``.
+
+    The standard error is that of an accuracy ``chance`` measured on
+    ``n_test`` rows. Returns None when the accuracy is clearly above chance.
+    """
+    margin = 3 * math.sqrt(chance * (1 - chance) / n_test)
+    if accuracy > chance + margin:
+        return None
+    return (
+        f"fine-tuning reached {accuracy:.1%} on held-out rows, no better than "
+        f"always predicting the commonest label ({chance:.1%}). The pretrained "
+        "layers carry too little about the labels to start from: pretrain for "
+        "more epochs per layer, or check that the labels match the rows"
+    )
 
 
 def check_can_write_stage(run: Run, stage: str, overwrite: bool) -> None:

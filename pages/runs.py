@@ -189,3 +189,5 @@ if figures:
             ),
             width="stretch",
         )
+    for stage, warning in runs_view.finetune_warnings(run).items():
+        st.warning(f"Stage {stage}: {warning}.")

@@ -9,6 +9,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from deepgen_core import jobs
+from deepgen_core.data import load_dataset
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.evaluation import (
     FIGURE_NAMES,
@@ -17,7 +18,7 @@ from deepgen_core.evaluation import (
     figure_rows,
 )
 from deepgen_core.filters import receptive_fields
-from deepgen_core.finetune import FinetuneConfig
+from deepgen_core.finetune import FinetuneConfig, HeadConfig
 from deepgen_core.operations import (
     finetune_run,
     layer_activations,
@@ -102,6 +103,32 @@ def test_runs_page_lists_run_with_figures(app, app_runs):
     assert row["recon error"] == pytest.approx(
         run.metrics()[-1]["recon_error"], abs=1e-4
     )
+    assert not [w.value for w in app.warning if "commonest label" in w.value]
+
+
+def test_runs_page_warns_when_finetuning_stays_at_chance(tmp_path, monkeypatch):
+    # Labels drawn independently of the images, so no fine-tuning can beat chance.
+    dataset = load_dataset("mnist-10k")
+    labels = np.random.default_rng(0).integers(0, 10, 800)
+    data = tmp_path / "random-labels.npz"
+    np.savez(
+        data,
+        x_train=dataset.x_train[:500],
+        y_train=labels[:500],
+        x_test=dataset.x_test[:300],
+        y_test=labels[500:],
+    )
+    rbm = RBMTrainingConfig(epochs=1)
+    config = RunConfig(str(data), DBNConfig([32], rbm=rbm), "cpu")
+    run = train_run(str(tmp_path / "runs" / "noise"), config)
+    finetune_run(run, HeadConfig())
+    warning = run.stage_info("finetuned-head")["info"]["warning"]
+    monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DEEPGEN_DEMO", "0")
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.query_params["run"] = "noise"
+    open_page(app, "runs")
+    assert f"Stage finetuned-head: {warning}." in [w.value for w in app.warning]
 
 
 def test_first_start_queues_demo_run(tmp_path, monkeypatch):

@@ -1,6 +1,7 @@
 """The deepgen command line: a small run end to end and its error messages."""
 
 import json
+import logging
 import re
 
 import numpy as np
@@ -8,6 +9,8 @@ import pytest
 from PIL import Image
 
 from deepgen_core.cli import main
+from deepgen_core.data import load_dataset
+from deepgen_core.operations import chance_warning, majority_accuracy
 
 
 def run_cli(capsys, *args):
@@ -285,6 +288,42 @@ def test_finetune_keeps_existing_stage(capsys, trained_run):
     assert code != 0
     assert "already has a finetuned stage; pass --overwrite" in err
     assert weights.read_bytes() == before
+
+
+def stage_info(run_dir, stage: str) -> dict:
+    return json.loads((run_dir / "stages" / stage / "model.json").read_text())["info"]
+
+
+def test_chance_warning_needs_three_standard_errors():
+    assert majority_accuracy(np.array([0, 0, 1]), np.array([0, 1, 1, 1])) == 0.25
+    # chance 0.1 on 1,000 rows: one standard error is 0.0095 (sqrt 0.09/1000)
+    assert "no better than always predicting" in chance_warning(0.128, 0.1, 1000)
+    assert chance_warning(0.129, 0.1, 1000) is None
+
+
+def test_finetuning_at_chance_is_flagged(tmp_path, trained_run, caplog):
+    assert "warning" not in stage_info(trained_run, "finetuned")
+    # Labels drawn independently of the images: nothing can predict them.
+    dataset = load_dataset("mnist-10k")
+    labels = np.random.default_rng(0).integers(0, 10, 800)
+    data = tmp_path / "random-labels.npz"
+    np.savez(
+        data,
+        x_train=dataset.x_train[:500],
+        y_train=labels[:500],
+        x_test=dataset.x_test[:300],
+        y_test=labels[500:],
+    )
+    run_dir = tmp_path / "run"
+    args = ["train", "--dataset", str(data), "--layers", "32", "--epochs", "1"]
+    assert main(["-q", *args, "--out", str(run_dir)]) == 0
+    with caplog.at_level(logging.WARNING):
+        assert main(["-q", "finetune", str(run_dir), "--method", "head"]) == 0
+    info = stage_info(run_dir, "finetuned-head")
+    commonest = np.bincount(labels[:500]).argmax()
+    assert info["chance_accuracy"] == np.mean(labels[500:] == commonest)
+    assert "no better than always predicting the commonest label" in info["warning"]
+    assert info["warning"] in caplog.text
 
 
 def test_features_to_missing_folder_is_clear(capsys, trained_run, tmp_path):
