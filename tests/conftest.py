@@ -34,3 +34,27 @@ def small_mnist_npz(tmp_path_factory) -> Path:
         y_test=dataset.y_test[:200],
     )
     return path
+
+
+@pytest.fixture(scope="session")
+def random_label_npz(tmp_path_factory) -> Path:
+    """An NPZ of mnist-10k images with labels drawn independently of them.
+
+    It holds 500 training and 300 held-out rows; no classifier can beat
+    chance on it.
+    """
+    import numpy as np
+
+    from deepgen_core.data import load_dataset
+
+    dataset = load_dataset("mnist-10k")
+    labels = np.random.default_rng(0).integers(0, 10, 800)
+    path = tmp_path_factory.mktemp("data") / "random-labels.npz"
+    np.savez(
+        path,
+        x_train=dataset.x_train[:500],
+        y_train=labels[:500],
+        x_test=dataset.x_test[:300],
+        y_test=labels[500:],
+    )
+    return path

@@ -9,7 +9,6 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from deepgen_core import jobs
-from deepgen_core.data import load_dataset
 from deepgen_core.dbn import DBNConfig
 from deepgen_core.evaluation import (
     FIGURE_NAMES,
@@ -106,20 +105,11 @@ def test_runs_page_lists_run_with_figures(app, app_runs):
     assert not [w.value for w in app.warning if "commonest label" in w.value]
 
 
-def test_runs_page_warns_when_finetuning_stays_at_chance(tmp_path, monkeypatch):
-    # Labels drawn independently of the images, so no fine-tuning can beat chance.
-    dataset = load_dataset("mnist-10k")
-    labels = np.random.default_rng(0).integers(0, 10, 800)
-    data = tmp_path / "random-labels.npz"
-    np.savez(
-        data,
-        x_train=dataset.x_train[:500],
-        y_train=labels[:500],
-        x_test=dataset.x_test[:300],
-        y_test=labels[500:],
-    )
+def test_runs_page_warns_when_finetuning_stays_at_chance(
+    tmp_path, monkeypatch, random_label_npz
+):
     rbm = RBMTrainingConfig(epochs=1)
-    config = RunConfig(str(data), DBNConfig([32], rbm=rbm), "cpu")
+    config = RunConfig(str(random_label_npz), DBNConfig([32], rbm=rbm), "cpu")
     run = train_run(str(tmp_path / "runs" / "noise"), config)
     finetune_run(run, HeadConfig())
     warning = run.stage_info("finetuned-head")["info"]["warning"]

@@ -9,7 +9,6 @@ import pytest
 from PIL import Image
 
 from deepgen_core.cli import main
-from deepgen_core.data import load_dataset
 from deepgen_core.operations import chance_warning, majority_accuracy
 
 
@@ -301,27 +300,19 @@ def test_chance_warning_needs_three_standard_errors():
     assert chance_warning(0.129, 0.1, 1000) is None
 
 
-def test_finetuning_at_chance_is_flagged(tmp_path, trained_run, caplog):
+def test_finetuning_at_chance_is_flagged(
+    tmp_path, trained_run, random_label_npz, caplog
+):
     assert "warning" not in stage_info(trained_run, "finetuned")
-    # Labels drawn independently of the images: nothing can predict them.
-    dataset = load_dataset("mnist-10k")
-    labels = np.random.default_rng(0).integers(0, 10, 800)
-    data = tmp_path / "random-labels.npz"
-    np.savez(
-        data,
-        x_train=dataset.x_train[:500],
-        y_train=labels[:500],
-        x_test=dataset.x_test[:300],
-        y_test=labels[500:],
-    )
     run_dir = tmp_path / "run"
-    args = ["train", "--dataset", str(data), "--layers", "32", "--epochs", "1"]
-    assert main(["-q", *args, "--out", str(run_dir)]) == 0
+    args = ["train", "--dataset", str(random_label_npz), "--layers", "32"]
+    assert main(["-q", *args, "--epochs", "1", "--out", str(run_dir)]) == 0
     with caplog.at_level(logging.WARNING):
         assert main(["-q", "finetune", str(run_dir), "--method", "head"]) == 0
     info = stage_info(run_dir, "finetuned-head")
-    commonest = np.bincount(labels[:500]).argmax()
-    assert info["chance_accuracy"] == np.mean(labels[500:] == commonest)
+    with np.load(random_label_npz) as data:
+        commonest = np.bincount(data["y_train"]).argmax()
+        assert info["chance_accuracy"] == np.mean(data["y_test"] == commonest)
     assert "no better than always predicting the commonest label" in info["warning"]
     assert info["warning"] in caplog.text
 
