@@ -40,7 +40,7 @@ def small_mnist_npz(tmp_path_factory) -> Path:
 def random_label_npz(tmp_path_factory) -> Path:
     """An NPZ of mnist-10k images with labels drawn independently of them.
 
-    It holds 500 training and 300 held-out rows; no classifier can beat
+    It has 500 training and 300 held-out rows; no classifier can beat
     chance on it.
     """
     import numpy as np
