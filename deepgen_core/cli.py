@@ -12,9 +12,11 @@ Examples::
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -22,9 +24,10 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__, jobs
+from .checkpoint import atomic_write_bytes
 from .data import DATASET_NAMES, download, verify_files
 from .dbn import CHAIN_STARTS, DBNConfig
-from .device import DEVICE_CHOICES
+from .device import DEVICE_CHOICES, MAX_SEED, check_seed
 from .errors import InputError, TrainingDiverged
 from .evaluation import (
     DEFAULT_SAMPLES,
@@ -119,6 +122,16 @@ def int_list(text: str) -> list[int]:
             f"invalid layer sizes {text!r}; every size must be a positive integer"
         )
     return values
+
+
+def seed_value(text: str) -> int:
+    """Parse a ``--seed`` value: a whole number from 0 to ``MAX_SEED``."""
+    try:
+        return check_seed(int(text))
+    except (ValueError, InputError):
+        raise argparse.ArgumentTypeError(
+            f"invalid seed {text!r}; write a whole number from 0 to {MAX_SEED}"
+        ) from None
 
 
 def add_train_parser(commands) -> None:
@@ -239,7 +252,9 @@ def add_train_parser(commands) -> None:
         action="store_true",
         help="learn the standard deviation of Gaussian input units",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--seed", type=seed_value, default=0, help="random seed (default: 0)"
+    )
     p.add_argument(
         "--device",
         choices=DEVICE_CHOICES,
@@ -385,7 +400,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="Gibbs steps in the top RBM per update, updown (default: 3)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--seed", type=seed_value, default=0, help="random seed (default: 0)"
+    )
     p.add_argument(
         "--overwrite",
         action="store_true",
@@ -432,7 +449,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_STEPS,
         help=f"Gibbs steps per sample (default: {DEFAULT_STEPS})",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--seed", type=seed_value, default=0, help="random seed (default: 0)"
+    )
     p.add_argument("--json", action="store_true", help="print one JSON object")
     add_background_options(p)
 
@@ -462,7 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
         "units off (empty), which helps nets whose chains mix slowly "
         "(default: noise)",
     )
-    p.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    p.add_argument(
+        "--seed", type=seed_value, default=0, help="random seed (default: 0)"
+    )
     p.add_argument("--out", required=True, help="PNG file for the grid of samples")
     p.add_argument(
         "--chain-out",
@@ -563,7 +584,33 @@ def submit_job(args, kind: str, params: dict) -> int:
     return 0
 
 
+RESUME_KEEPS = ("command", "out", "resume", "background", "runs_dir", "quiet")
+"""Options of ``deepgen train`` that --resume reads; it ignores every other."""
+
+
+def check_resume_options(args) -> None:
+    """Raise :class:`InputError` when --resume is given settings it would ignore."""
+    defaults = build_parser().parse_args(["train", "--out", args.out])
+    changed = [
+        "--" + name.replace("_", "-")
+        for name, value in vars(args).items()
+        if name not in RESUME_KEEPS and value != getattr(defaults, name, value)
+    ]
+    if changed:
+        raise InputError(
+            f"--resume continues {args.out} with the settings it was started with, "
+            f"so it would ignore {', '.join(changed)}; drop them, or train a new run "
+            "with them into another --out"
+        )
+
+
 def command_train(args, progress: ConsoleProgress) -> int:
+    if args.resume:
+        check_resume_options(args)
+    elif Path(args.out).expanduser().is_file():
+        raise InputError(
+            f"--out {args.out} is a file; name a new folder for the run instead"
+        )
     config = None if args.resume else run_config_from_args(args)
     if args.background:
         if args.resume:
@@ -572,6 +619,9 @@ def command_train(args, progress: ConsoleProgress) -> int:
                 "`deepgen jobs resume ID`"
             )
         return submit_job(args, "train", {"out": args.out, "config": config.to_dict()})
+    # A stop request (SIGTERM) ends training the way Ctrl-C does, with the
+    # hint on how to resume.
+    previous = signal.signal(signal.SIGTERM, interrupt)
     try:
         run = train_run(args.out, config, resume=args.resume, progress=progress)
     except KeyboardInterrupt:
@@ -582,13 +632,20 @@ def command_train(args, progress: ConsoleProgress) -> int:
             args.out,
         )
         return 130
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     progress.close()
     last = run.metrics()[-1]
+    epochs = "1 epoch" if last["epoch"] == 1 else f"{last['epoch']} epochs"
     print(
         f"pretrained {run.path}: layer {last['layer']} reconstruction error "
-        f"{last['recon_error']:.3f} after {last['epoch']} epochs"
+        f"{last['recon_error']:.3f} after {epochs}"
     )
     return 0
+
+
+def interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
 
 
 FINETUNE_FLAGS = {
@@ -690,7 +747,14 @@ def describe_evaluation(result: dict) -> str:
 
 
 def command_sample(args) -> int:
-    check_output_folder(args.out)
+    check_output_file(args.out, "--out", ".png")
+    if args.chain_out:
+        check_output_file(args.chain_out, "--chain-out", ".png")
+        if args.chain_every < 1:
+            raise InputError(
+                f"--chain-every must be at least 1, got {args.chain_every}; it is "
+                "the number of Gibbs steps between two pictures of the chain"
+            )
     run = open_run(args.run)
     dataset = run.dataset()
     if dataset.image_shape is None:
@@ -709,28 +773,78 @@ def command_sample(args) -> int:
         chain_every,
         args.start,
     )
-    save_png(args.out, image_grid(samples, dataset.image_shape))
+    write_output(args.out, "--out", save_png, image_grid(samples, dataset.image_shape))
     if args.chain_out:
         first = np.stack([step[0] for step in chain])
-        save_png(
-            args.chain_out, image_grid(first, dataset.image_shape, n_columns=len(first))
-        )
+        picture = image_grid(first, dataset.image_shape, n_columns=len(first))
+        write_output(args.chain_out, "--chain-out", save_png, picture)
     print(f"wrote {len(samples)} samples of stage {args.stage} to {args.out}")
     return 0
 
 
-def check_output_folder(path: str) -> None:
-    """Raise :class:`InputError` before any work when ``path`` cannot be written."""
-    folder = Path(path).expanduser().resolve().parent
+OUTPUT_KINDS = {
+    ".png": ("PNG image", b"\x89PNG\r\n\x1a\n"),
+    ".npz": ("NPZ file", b"PK"),
+}
+"""The kind of file behind each output suffix, and the bytes it starts with."""
+
+
+def check_output_file(path: str, option: str, suffix: str) -> None:
+    """Raise :class:`InputError` before any work when ``path`` must not be written.
+
+    The name must end in ``suffix`` and its folder must exist. An existing
+    file is replaced only when it is already that kind of output, so that a
+    mistyped ``--out`` cannot destroy a run's own files.
+    """
+    kind, magic = OUTPUT_KINDS[suffix]
+    target = Path(path).expanduser()
+    if target.suffix.lower() != suffix:
+        raise InputError(
+            f"{option} {path} must end in {suffix}, because deepgen writes a {kind} "
+            "there"
+        )
+    if target.is_dir():
+        raise InputError(f"{option} {path} is a folder; name a {suffix} file instead")
+    folder = target.resolve().parent
     if not folder.is_dir():
         raise InputError(
             f"cannot write {path}: folder {folder} does not exist; create it or "
-            "choose another --out"
+            f"choose another {option}"
         )
+    if target.exists():
+        try:
+            with target.open("rb") as handle:
+                start = handle.read(len(magic))
+        except OSError as error:
+            raise InputError(
+                f"cannot replace {path}: {error.strerror}; choose another {option}"
+            ) from None
+        if start != magic:
+            raise InputError(
+                f"{option} {path} exists and is not a {kind}, so it was left as it "
+                f"is; choose another {option}"
+            )
+
+
+def write_output(path: str, option: str, write, value) -> None:
+    """Call ``write(path, value)``, turning a refused write into :class:`InputError`."""
+    try:
+        write(path, value)
+    except OSError as error:
+        raise InputError(
+            f"cannot write {path}: {error.strerror or error}; choose another {option}"
+        ) from None
+
+
+def save_npz(path: str, arrays: dict[str, np.ndarray]) -> None:
+    """Write ``arrays`` to exactly ``path`` as a compressed NPZ, atomically."""
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def command_features(args) -> int:
-    check_output_folder(args.out)
+    check_output_file(args.out, "--out", ".npz")
     run = open_run(args.run)
     dbn = run.load_stage(args.stage)
     dataset = run.dataset()
@@ -741,7 +855,7 @@ def command_features(args) -> int:
     arrays = {"features": values, "spec": np.array(spec), "split": np.array(args.split)}
     if y is not None:
         arrays["labels"] = y
-    np.savez_compressed(args.out, **arrays)
+    write_output(args.out, "--out", save_npz, arrays)
     print(
         f"wrote {values.shape[0]} rows x {values.shape[1]} units ({spec}) to {args.out}"
     )
@@ -804,10 +918,16 @@ def describe_job(job) -> str:
 def command_jobs(args) -> int:
     if args.action != "list" and args.id is None:
         raise InputError(f"`deepgen jobs {args.action}` needs a job id")
+    if args.runs_dir is not None and not Path(args.runs_dir).is_dir():
+        raise InputError(
+            f"runs folder {args.runs_dir} does not exist; check --runs-dir"
+        )
     if args.action == "list":
         found = jobs.list(args.runs_dir)
         if args.json:
             print(json.dumps([j.to_dict() for j in found], sort_keys=True))
+        elif not found:
+            print(f"no jobs in {args.runs_dir or default_runs_dir()}")
         for job in [] if args.json else found:
             print(describe_job(job))
         return 0

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import operator
+
 import torch
 
 from .errors import InputError
 
 DEVICE_CHOICES = ("auto", "cpu", "cuda")
+MAX_SEED = 2**63 - 1
+"""Largest seed: it fits a signed 64-bit integer and an exact JSON number."""
 
 
 def resolve_device(name: str | torch.device = "auto") -> torch.device:
@@ -36,5 +40,19 @@ def make_generator(seed: int, device: torch.device) -> torch.Generator:
     same seed on the same device gives the same weights.
     """
     generator = torch.Generator(device=device)
-    generator.manual_seed(int(seed))
+    generator.manual_seed(check_seed(seed))
     return generator
+
+
+def check_seed(seed: int) -> int:
+    """Return ``seed`` as an int, or raise :class:`InputError` if not in 0..MAX_SEED."""
+    try:
+        value = operator.index(seed)
+    except TypeError:
+        value = None
+    if isinstance(seed, bool) or value is None or not 0 <= value <= MAX_SEED:
+        raise InputError(
+            f"seed {seed!r} is not a whole number from 0 to {MAX_SEED}; choose one "
+            "in that range"
+        )
+    return value

@@ -283,6 +283,11 @@ def classifier_error(
     return 1 - result["accuracy"], "linear SVM on the top hidden layer"
 
 
+def not_measured(reason: str) -> dict:
+    """Build the entry of a log-likelihood that could not be measured."""
+    return {"value": None, "stderr": None, "method": None, "reason": reason}
+
+
 def evaluate_run(
     run: Run,
     stage: str,
@@ -334,37 +339,39 @@ def evaluate_run(
     check_stop(should_stop)
     state.step, state.message = 1, "log-likelihood"
     report(progress, state)
-    binary_test = binarize(
-        dataset.x_test, "stochastic", np.random.default_rng(BINARIZE_SEED)
-    )
 
     def forward_progress(inner: Progress) -> None:
         state.message = f"log-likelihood: {inner.message}"
         state.metrics = {"fraction": inner.step / max(1, inner.total)}
         report(progress, state)
 
-    try:
+    if dbn.rbms[0].gaussian:
+        forward = not_measured(
+            "the log-likelihood is measured only for nets with Bernoulli input "
+            "units, and this net's input units are Gaussian"
+        )
+        reverse = dict(forward)
+    else:
+        binary_test = binarize(
+            dataset.x_test, "stochastic", np.random.default_rng(BINARIZE_SEED)
+        )
         y_train = None
         if dbn.n_labels:
             y_train = to_tensor(dataset.y_train, device, torch.int64)
-        forward, reverse = log_likelihood(
-            dbn,
-            to_tensor(binary_test, device),
-            to_tensor(dataset.x_train, device),
-            y_train,
-            ais_runs,
-            betas,
-            seed,
-            forward_progress,
-            should_stop,
-        )
-    except InputError as error:
-        forward = reverse = {
-            "value": None,
-            "stderr": None,
-            "method": None,
-            "reason": str(error),
-        }
+        try:
+            forward, reverse = log_likelihood(
+                dbn,
+                to_tensor(binary_test, device),
+                to_tensor(dataset.x_train, device),
+                y_train,
+                ais_runs,
+                betas,
+                seed,
+                forward_progress,
+                should_stop,
+            )
+        except InputError as error:
+            forward, reverse = not_measured(str(error)), not_measured(str(error))
     for figures in (forward, reverse):
         figures["generative_model"] = generative_model_note(dbn, info)
         figures["test_images"] = (

@@ -39,6 +39,7 @@ from .progress import (
     format_figures,
     report,
 )
+from .training import FLOAT32_MAX
 
 logger = logging.getLogger(__name__)
 
@@ -60,8 +61,11 @@ class SettingsFields:
 
 
 def check_learning_rate(value: float) -> None:
-    if not (math.isfinite(value) and value > 0):
-        raise InputError(f"learning rate must be a positive number, got {value}")
+    if not 0 < value <= FLOAT32_MAX:
+        raise InputError(
+            f"learning rate must be a positive number that float32 can hold, got "
+            f"{value}"
+        )
 
 
 def check_validation_fraction(value: float) -> None:
@@ -102,6 +106,8 @@ class FinetuneConfig(SettingsFields):
             )
         check_learning_rate(self.learning_rate)
         check_validation_fraction(self.validation_fraction)
+        if not 0 <= self.momentum < 1:
+            raise InputError(f"momentum must be in [0, 1), got {self.momentum}")
         for name in ("input_dropout", "hidden_dropout"):
             if not 0 <= getattr(self, name) < 1:
                 raise InputError(

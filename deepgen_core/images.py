@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
 
 import numpy as np
 from PIL import Image
 
+from .checkpoint import atomic_write_bytes
 from .errors import InputError
 
 
@@ -64,4 +66,6 @@ def save_png(path: str | os.PathLike, picture: np.ndarray, scale: int = 2) -> No
         image = image.resize(
             (image.width * scale, image.height * scale), Image.Resampling.NEAREST
         )
-    image.save(path, format="PNG")
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    atomic_write_bytes(path, buffer.getvalue())

@@ -43,6 +43,8 @@ logger = logging.getLogger(__name__)
 
 CLASSIFIERS = ("linear-svm", "rbf-svm")
 FEATURE_BATCH = 2000
+MAX_SAMPLES = 10_000
+"""Most samples one call draws: the grid of a larger set would be unreadable."""
 DEFAULT_C = 0.1
 """SVM regularisation: hidden probabilities in [0, 1] over hundreds of units
 fit better with more regularisation than scikit-learn's default C = 1."""
@@ -293,8 +295,8 @@ def features(dbn: DBNModule, x: np.ndarray, spec: str) -> np.ndarray:
 
 def make_classifier(name: str, c: float = DEFAULT_C, seed: int = 0):
     """Create the scikit-learn classifier called ``name``."""
-    if not c > 0:
-        raise InputError(f"C must be a positive number, got {c}")
+    if not 0 < c < math.inf:
+        raise InputError(f"C must be a positive, finite number, got {c}")
     if name == "linear-svm":
         # LinearSVC's objective and optimum, solved in seconds rather than tens of
         # seconds for a thousand units; see deepgen_core.linear_svm.
@@ -436,8 +438,11 @@ def sample_run(
     start: str = "noise",
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Generate ``n`` inputs from a stage; see :meth:`DBNModule.generate`."""
-    if n < 1:
-        raise InputError(f"the number of samples must be at least 1, got {n}")
+    if not 1 <= n <= MAX_SAMPLES:
+        raise InputError(
+            f"the number of samples must be from 1 to {MAX_SAMPLES:,}, got {n}; "
+            "draw larger sets in several calls with different seeds"
+        )
     dbn = run.load_stage(stage)
     generator = make_generator(seed, dbn.device)
     samples, chain = dbn.generate(n, label, steps, generator, chain_every, start)

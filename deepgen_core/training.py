@@ -53,6 +53,9 @@ MONITOR_ROWS = 1000
 LR_SCHEDULES = ("constant", "linear")
 """Names of the learning-rate schedules of CD-k / PCD training."""
 
+FLOAT32_MAX = torch.finfo(torch.float32).max
+"""Largest learning rate the float32 updates can hold."""
+
 
 @dataclass
 class RBMTrainingConfig:
@@ -114,9 +117,11 @@ class RBMTrainingConfig:
             ),
             (self.cd_k >= 1, f"cd-k must be at least 1, got {self.cd_k}"),
             (
-                self.learning_rate is None
-                or (math.isfinite(self.learning_rate) and self.learning_rate > 0),
-                f"learning rate must be a positive number, got {self.learning_rate}",
+                self.learning_rate is None or 0 < self.learning_rate <= FLOAT32_MAX,
+                (
+                    "learning rate must be a positive number that float32 can hold, "
+                    f"got {self.learning_rate}"
+                ),
             ),
             (
                 0 <= self.initial_momentum < 1 and 0 <= self.momentum < 1,

@@ -79,6 +79,15 @@ class UpDownConfig(SettingsFields):
         check_validation_fraction(self.validation_fraction)
 
 
+def check_diverged(dbn: DBNModule, wake_error: float, epoch: int) -> None:
+    """Raise :class:`InputError` when the weights or the wake error are not finite."""
+    finite = all(bool(torch.isfinite(p).all()) for p in dbn.parameters())
+    if not (finite and math.isfinite(wake_error)):
+        raise InputError(
+            f"up-down fine-tuning diverged at epoch {epoch}; lower the learning rate"
+        )
+
+
 def check_updown_net(dbn: DBNModule) -> None:
     """Raise :class:`InputError` when ``dbn`` cannot be fine-tuned by up-down."""
     if not dbn.n_labels:
@@ -224,15 +233,17 @@ def finetune_updown(
         for i in range(n_batches):
             check_stop(should_stop)
             rows = shuffle[i * config.batch_size : (i + 1) * config.batch_size]
-            error = step(x_train.index_select(0, rows), one_hot[rows])
+            try:
+                error = step(x_train.index_select(0, rows), one_hot[rows])
+            except RuntimeError:
+                # Sampling from NaN probabilities fails inside torch.
+                check_diverged(tuned, 0.0, epoch)
+                raise
             total_error += error * len(rows)
             state.step = i + 1
             report(progress, state)
         wake_error = total_error / x_train.shape[0]
-        if not math.isfinite(wake_error):
-            raise InputError(
-                f"up-down fine-tuning diverged at epoch {epoch}; lower the learning rate"
-            )
+        check_diverged(tuned, wake_error, epoch)
         figures = {
             "epoch": epoch,
             "valid_accuracy": _label_accuracy(tuned, x_valid, y_valid),

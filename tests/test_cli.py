@@ -3,6 +3,10 @@
 import json
 import logging
 import re
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -13,7 +17,10 @@ from deepgen_core.operations import chance_warning, majority_accuracy
 
 
 def run_cli(capsys, *args):
-    code = main(["-q", *args])
+    try:
+        code = main(["-q", *args])
+    except SystemExit as stop:  # the argument parser's own errors
+        code = stop.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -79,6 +86,7 @@ def test_features_writes_selected_columns(capsys, trained_run, tmp_path):
         str(out_file),
     )
     assert code == 0
+    assert sorted(tmp_path.iterdir()) == [out_file]
     saved = np.load(out_file, allow_pickle=False)
     assert saved["features"].shape == (200, 4)
     assert str(saved["spec"]) == "0:0,2:3-5"
@@ -111,6 +119,12 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
     # 3 x 3 tiles of 28 pixels with 1-pixel borders, enlarged twice.
     assert Image.open(grid).size == (2 * (3 * 29 + 1), 2 * (3 * 29 + 1))
     assert Image.open(chain).size == (2 * (3 * 29 + 1), 2 * 29 + 2)
+    # A grid of its own kind is replaced: here by one of 4 samples.
+    code, _, _ = run_cli(
+        capsys, "sample", str(trained_run), "--n", "4", "--out", str(grid)
+    )
+    assert code == 0
+    assert Image.open(grid).size == (2 * (2 * 29 + 1), 2 * (2 * 29 + 1))
 
 
 @pytest.mark.parametrize(
@@ -138,6 +152,31 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
             r"label must be in 0..9, got 12",
         ),
         (["train", "--dataset", "mnist-1k", "--out", "{new}"], "mnist-10k"),
+        (["sample", "{run}", "--out", "{run}/config.json"], "must end in .png"),
+        (["sample", "{run}", "--out", "{tmp}/grid.jpg"], "must end in .png"),
+        (
+            ["sample", "{run}", "--out", "{tmp}/a.png", "--chain-out", "{tmp}/b.png"]
+            + ["--chain-every", "0"],
+            "--chain-every must be at least 1",
+        ),
+        (
+            ["sample", "{run}", "--out", "{tmp}/a.png", "--n", "100000000"],
+            "must be from 1 to 10,000",
+        ),
+        (["features", "{run}", "--units", "1:*", "--out", "{tmp}/f"], ".npz"),
+        (["probe", "{run}", "--units", "1:*", "--C", "inf"], "positive, finite"),
+        (["train", "--seed", "1" + "0" * 30, "--out", "{new}"], "invalid seed"),
+        (["train", "--lr", "1e300", "--out", "{new}"], "float32 can hold"),
+        (
+            ["finetune", "{run}", "--momentum", "1.5", "--overwrite"],
+            r"momentum must be in \[0, 1\)",
+        ),
+        (
+            ["train", "--resume", "--out", "{run}", "--epochs", "3", "--lr", "0.5"],
+            "would ignore --epochs, --lr",
+        ),
+        (["train", "--out", "{run}/config.json"], "is a file"),
+        (["jobs", "list", "--runs-dir", "{missing}"], "does not exist"),
     ],
     ids=[
         "unit-out-of-range",
@@ -147,6 +186,18 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
         "missing-stage",
         "bad-label",
         "unknown-dataset",
+        "sample-onto-run-file",
+        "sample-wrong-suffix",
+        "chain-every-zero",
+        "too-many-samples",
+        "features-wrong-suffix",
+        "infinite-c",
+        "huge-seed",
+        "huge-learning-rate",
+        "finetune-momentum",
+        "resume-with-settings",
+        "train-out-is-file",
+        "jobs-missing-runs-dir",
     ],
 )
 def test_bad_input_gives_one_clear_error(capsys, trained_run, tmp_path, args, message):
@@ -154,14 +205,24 @@ def test_bad_input_gives_one_clear_error(capsys, trained_run, tmp_path, args, me
         "run": str(trained_run),
         "missing": str(tmp_path / "missing"),
         "new": str(tmp_path / "new"),
+        "tmp": str(tmp_path),
     }
     args = [a.format(**fill) for a in args]
+    saved = {
+        path: path.read_bytes() for path in trained_run.rglob("*") if path.is_file()
+    }
     code, _, err = run_cli(capsys, *args)
     assert code == 2
     assert err.count("error:") == 1
     assert "Traceback" not in err
     assert re.search(message, err), err
     assert not (tmp_path / "new").exists()
+    assert not (tmp_path / "missing").exists()
+    assert sorted(tmp_path.iterdir()) == []
+    after = {
+        path: path.read_bytes() for path in trained_run.rglob("*") if path.is_file()
+    }
+    assert after == saved
 
 
 def write_csv(path, rows):
@@ -315,6 +376,46 @@ def test_finetuning_at_chance_is_flagged(
         assert info["chance_accuracy"] == np.mean(data["y_test"] == commonest)
     assert "no better than always predicting the commonest label" in info["warning"]
     assert info["warning"] in caplog.text
+
+
+def test_updown_divergence_keeps_no_stage(capsys, trained_run):
+    args = ["finetune", str(trained_run), "--method", "updown", "--lr", "3e38"]
+    code, _, err = run_cli(capsys, *args, "--epochs", "1")
+    assert code == 2
+    assert "up-down fine-tuning diverged at epoch 1; lower the learning rate" in err
+    assert not (trained_run / "stages" / "finetuned-updown").exists()
+
+
+def test_empty_job_list_says_so(capsys, tmp_path):
+    code, out, _ = run_cli(capsys, "jobs", "list", "--runs-dir", str(tmp_path))
+    assert code == 0
+    assert out == f"no jobs in {tmp_path}\n"
+
+
+def test_stop_request_ends_training_with_resume_hint(tmp_path):
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "deepgen_core", "train", "--dataset", "digits"]
+    command += ["--drop-last", "--layers", "64", "--epochs", "1000"]
+    training = subprocess.Popen(
+        [*command, "--out", str(run_dir)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not (run_dir / "checkpoint" / "state.json").exists():
+            assert training.poll() is None, training.communicate()
+            assert time.monotonic() < deadline, "no checkpoint within 2 minutes"
+            time.sleep(0.1)
+        training.send_signal(signal.SIGTERM)
+        _, err = training.communicate(timeout=60)
+    finally:
+        if training.poll() is None:
+            training.kill()
+    assert training.returncode == 130, err
+    assert f"deepgen train --resume --out {run_dir}" in err
+    assert (run_dir / "checkpoint" / "state.json").exists()
 
 
 def test_features_to_missing_folder_is_clear(capsys, trained_run, tmp_path):

@@ -70,6 +70,27 @@ def test_every_stage_gets_every_figure(capsys, evaluated_run, stage):
     assert open_run(evaluated_run).load_evaluation(stage) == result
 
 
+def test_gaussian_net_gets_every_figure_but_the_likelihood(capsys, tmp_path):
+    # Standardised data with labels: Gaussian input units, no binary images.
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(3, 12))
+    y = rng.integers(0, 3, 400)
+    x = centres[y] + 0.5 * rng.normal(size=(400, 12))
+    x = (x - x.mean(0)) / x.std(0)
+    data = tmp_path / "gaussian.npz"
+    np.savez(data, x_train=x[:300], y_train=y[:300], x_test=x[300:], y_test=y[300:])
+    run_dir = tmp_path / "run"
+    args = ["-q", "train", "--dataset", str(data), "--layers", "16", "--epochs", "2"]
+    assert main([*args, "--visible", "gaussian", "--out", str(run_dir)]) == 0
+    result = evaluate_json(capsys, run_dir, "pretrained")
+    for key in ("log_likelihood", "log_likelihood_reverse"):
+        assert result[key]["value"] is None
+        assert "only for nets with Bernoulli input units" in result[key]["reason"]
+    assert 0 <= result["test_error"] <= 1
+    assert result["recon_error"] > 0
+    assert 0 <= result["sample_quality"]["class_entropy"] <= np.log(3) + 1e-9
+
+
 def test_head_stage_generates_like_pretrained(capsys, evaluated_run):
     pretrained = evaluate_json(capsys, evaluated_run, "pretrained")
     head = evaluate_json(capsys, evaluated_run, "finetuned-head")
