@@ -111,7 +111,7 @@ class ConsoleProgress:
 def int_list(text: str) -> list[int]:
     """Parse ``500,500,2000`` into a list of positive integers."""
     try:
-        values = [int(part) for part in text.split(",") if part.strip()]
+        values = [int(part) for part in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(
             f"invalid layer sizes {text!r}; write positive integers separated by "
@@ -605,6 +605,13 @@ def check_resume_options(args) -> None:
 
 
 def command_train(args, progress: ConsoleProgress) -> int:
+    if not args.out.strip():
+        raise InputError("--out is empty; name a folder for the run")
+    if args.learn_sigma and args.visible != "gaussian":
+        raise InputError(
+            "--learn-sigma learns the standard deviation of Gaussian input units; "
+            "add --visible gaussian, or drop --learn-sigma"
+        )
     if args.resume:
         check_resume_options(args)
     elif Path(args.out).expanduser().is_file():

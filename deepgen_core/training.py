@@ -149,6 +149,17 @@ class RBMTrainingConfig:
                 0 <= self.sparsity_decay < 1,
                 f"sparsity decay must be in [0, 1), got {self.sparsity_decay}",
             ),
+            (
+                self.sparsity_cost >= 0,
+                f"sparsity cost must be >= 0, got {self.sparsity_cost}",
+            ),
+            (
+                self.momentum_switch_epoch >= 0,
+                (
+                    "the momentum switch epoch must be >= 0, got "
+                    f"{self.momentum_switch_epoch}"
+                ),
+            ),
         ]
         for ok, message in checks:
             if not ok:

@@ -177,6 +177,10 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
         ),
         (["train", "--out", "{run}/config.json"], "is a file"),
         (["jobs", "list", "--runs-dir", "{missing}"], "does not exist"),
+        (["train", "--layers", "16,,16", "--out", "{new}"], "invalid layer sizes"),
+        (["train", "--learn-sigma", "--out", "{new}"], "add --visible gaussian"),
+        (["train", "--sparsity-cost", "-1", "--out", "{new}"], "sparsity cost"),
+        (["train", "--out", " "], "--out is empty"),
     ],
     ids=[
         "unit-out-of-range",
@@ -198,6 +202,10 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
         "resume-with-settings",
         "train-out-is-file",
         "jobs-missing-runs-dir",
+        "empty-layer-size",
+        "learn-sigma-bernoulli",
+        "negative-sparsity-cost",
+        "empty-out",
     ],
 )
 def test_bad_input_gives_one_clear_error(capsys, trained_run, tmp_path, args, message):
