@@ -188,7 +188,8 @@ def _class_figures(predicted: np.ndarray, n_classes: int) -> tuple[float, float]
     """
     counts = np.bincount(predicted, minlength=n_classes)
     frequencies = counts[counts > 0] / len(predicted)
-    entropy = float(-(frequencies * np.log(frequencies)).sum())
+    # max() turns the -0.0 of a single class into 0.0.
+    entropy = max(0.0, float(-(frequencies * np.log(frequencies)).sum()))
     covered = float((counts * n_classes >= 0.5 * len(predicted)).mean())
     return entropy, covered
 

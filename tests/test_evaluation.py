@@ -168,3 +168,11 @@ def test_change_is_reported_only_beyond_error_bars():
     text = describe_change(before, evaluation("finetuned", -104.0, 0.8))
     assert "better on confidence in the label up 60%" in text
     assert "worse on log-likelihood down 4.0 nats" in text
+
+
+def test_one_class_has_zero_entropy_without_sign():
+    from deepgen_core.quality import _class_figures
+
+    entropy, covered = _class_figures(np.zeros(10, dtype=int), 10)
+    assert f"{entropy:.3f}" == "0.000"
+    assert covered == 0.1
