@@ -4,6 +4,9 @@
 ``transform``, ``get_params``, ``set_params``), so they fit in a
 ``Pipeline``, for example DBN features into an ``SVC``. The fitted torch
 modules stay reachable as ``module_``.
+
+Every method that takes ``X`` checks it as ``fit`` does: a 2-D array of
+finite values, in [0, 1] for Bernoulli visible units.
 """
 
 from __future__ import annotations
@@ -17,26 +20,37 @@ from .dbn import DBNConfig, DBNModule, train_dbn
 from .device import make_generator, resolve_device
 from .errors import InputError
 from .rbm import RBMModule
-from .training import RBMTrainingConfig, train_rbm
+from .training import RBMTrainingConfig, check_visible_values, train_rbm
 from .units import parse_units, select_columns
-
-
-def _as_tensor(x, device: torch.device) -> torch.Tensor:
-    array = np.asarray(x, dtype=np.float32)
-    if array.ndim != 2:
-        raise InputError(
-            f"expected a 2-D array of shape (n_samples, n_features), got shape "
-            f"{array.shape}; flatten images to one row each"
-        )
-    return torch.as_tensor(array, device=device)
+from .validation import check_2d_array
 
 
 def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return (np.asarray(x, dtype=np.float32) - mean) / scale
 
 
-class _TrainingParams:
-    """Turns the estimator's training parameters into an RBMTrainingConfig."""
+class _RBMEstimatorMixin:
+    """Input checks, scaling and the training config shared by RBM and DBN."""
+
+    def _validate_X(self, X, *, reset: bool) -> np.ndarray:
+        """Check ``X`` for ``fit`` (``reset``) or for a fitted estimator.
+
+        Returns ``X`` as a float32 array. The values are checked against the
+        visible units of the fitted module, or of ``visible_type`` in ``fit``.
+        """
+        x = check_2d_array(X)
+        if reset:
+            visible_type = self.visible_type
+        else:
+            check_is_fitted(self, "module_")
+            visible_type = self.module_.visible_type
+        check_visible_values(torch.as_tensor(x), visible_type, "X")
+        return x
+
+    def _input_tensor(self, X) -> torch.Tensor:
+        """Check ``X`` against the fit and return it scaled, on the module's device."""
+        x = self._scaled(self._validate_X(X, reset=False))
+        return torch.as_tensor(x, device=next(self.module_.parameters()).device)
 
     def _training_config(self) -> RBMTrainingConfig:
         return RBMTrainingConfig(
@@ -51,9 +65,8 @@ class _TrainingParams:
             drop_last=True,
         )
 
-    def _fit_scaling(self, x) -> np.ndarray:
+    def _fit_scaling(self, x: np.ndarray) -> np.ndarray:
         """Standardise Gaussian input, keeping the scaling in ``mean_``/``scale_``."""
-        x = np.asarray(x, dtype=np.float32)
         if self.visible_type != "gaussian":
             self.mean_ = self.scale_ = None
             return x
@@ -67,7 +80,7 @@ class _TrainingParams:
         return _standardize(x, self.mean_, self.scale_)
 
 
-class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
+class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
     """Restricted Boltzmann machine trained by CD-k or PCD.
 
     Parameters
@@ -133,7 +146,8 @@ class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None) -> RBM:
         """Train on ``X`` of shape (n_samples, n_features)."""
         device = resolve_device(self.device)
-        x = _as_tensor(self._fit_scaling(X), device)
+        x = self._fit_scaling(self._validate_X(X, reset=True))
+        x = torch.as_tensor(x, device=device)
         self.module_ = RBMModule(
             x.shape[1],
             self.n_components,
@@ -152,15 +166,13 @@ class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
 
     def transform(self, X) -> np.ndarray:
         """Hidden probabilities ``p(h | v)``, shape (n_samples, n_components)."""
-        check_is_fitted(self, "module_")
-        x = _as_tensor(self._scaled(X), self.module_.weight.device)
+        x = self._input_tensor(X)
         with torch.no_grad():
             return self.module_.hidden_probs(x).cpu().numpy()
 
     def gibbs(self, X, steps: int = 1, seed: int = 0) -> np.ndarray:
         """Run ``steps`` Gibbs steps from ``X`` and return the visible sample."""
-        check_is_fitted(self, "module_")
-        x = _as_tensor(self._scaled(X), self.module_.weight.device)
+        x = self._input_tensor(X)
         generator = make_generator(seed, x.device)
         with torch.no_grad():
             v = self.module_.gibbs(x, steps, generator).cpu().numpy()
@@ -168,14 +180,13 @@ class RBM(_TrainingParams, TransformerMixin, BaseEstimator):
 
     def score_samples(self, X) -> np.ndarray:
         """Stochastic pseudo-log-likelihood of each row (Bernoulli input only)."""
-        check_is_fitted(self, "module_")
-        x = _as_tensor(X, self.module_.weight.device)
+        x = self._input_tensor(X)
         generator = make_generator(self.random_state, x.device)
         with torch.no_grad():
             return self.module_.pseudo_log_likelihood(x, generator).cpu().numpy()
 
 
-class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
+class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
     """Deep Belief Net pretrained greedily; ``transform`` returns chosen units.
 
     Parameters
@@ -231,7 +242,8 @@ class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
     def fit(self, X, y=None) -> DBN:
         """Pretrain on ``X`` of shape (n_samples, n_features) and labels ``y``."""
         device = resolve_device(self.device)
-        x = _as_tensor(self._fit_scaling(X), device)
+        x = self._fit_scaling(self._validate_X(X, reset=True))
+        x = torch.as_tensor(x, device=device)
         labels = None
         if self.use_labels:
             if y is None:
@@ -254,8 +266,7 @@ class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
 
     def activations(self, X) -> list[np.ndarray]:
         """Return every layer's activity: the input, then hidden layers 1 to L."""
-        check_is_fitted(self, "module_")
-        x = _as_tensor(self._scaled(X), self.module_.device)
+        x = self._input_tensor(X)
         with torch.no_grad():
             return [a.cpu().numpy() for a in self.module_.activations(x)]
 
@@ -269,8 +280,7 @@ class DBN(_TrainingParams, TransformerMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Classes from the top RBM's label units (``use_labels=True`` only)."""
-        check_is_fitted(self, "module_")
-        x = _as_tensor(self._scaled(X), self.module_.device)
+        x = self._input_tensor(X)
         with torch.no_grad():
             index = self.module_.class_log_probs(x).argmax(1).cpu().numpy()
         return self.classes_[index]

@@ -94,3 +94,50 @@ def test_label_dbn_predicts_and_samples_chosen_class(digits):
 def test_rbm_rejects_bad_input(x, message):
     with pytest.raises(InputError, match=message):
         RBM(4, n_iter=1, batch_size=10).fit(x)
+
+
+@pytest.fixture(scope="module")
+def fitted_rbm(digits):
+    x, _ = digits
+    return RBM(16, n_iter=1, batch_size=50).fit(x)
+
+
+@pytest.fixture(scope="module")
+def fitted_label_dbn(digits):
+    x, y = digits
+    return DBN((16, 8), use_labels=True, n_iter=1, batch_size=50).fit(x, y)
+
+
+BAD_VALUES = [
+    (np.full((3, 64), 2.0), "need values in \\[0, 1\\], got values from 2 to 2"),
+    (
+        np.array([[0.5] * 63 + [np.nan]] * 3),
+        "X contains NaN or inf in 3 rows \\(first: row 0\\)",
+    ),
+]
+
+
+@pytest.mark.parametrize(("x", "message"), BAD_VALUES, ids=["out-of-range", "nan"])
+@pytest.mark.parametrize("method", ["transform", "gibbs", "score_samples"])
+def test_rbm_methods_reject_invalid_values(fitted_rbm, method, x, message):
+    with pytest.raises(InputError, match=message):
+        getattr(fitted_rbm, method)(x)
+
+
+@pytest.mark.parametrize(("x", "message"), BAD_VALUES, ids=["out-of-range", "nan"])
+@pytest.mark.parametrize("method", ["transform", "activations", "predict"])
+def test_dbn_methods_reject_invalid_values(fitted_label_dbn, method, x, message):
+    with pytest.raises(InputError, match=message):
+        getattr(fitted_label_dbn, method)(x)
+
+
+def test_gaussian_rbm_names_nan_rows(digits):
+    counts = digits[0][:100] * 16
+    rbm = RBM(4, visible_type="gaussian", n_iter=1, batch_size=10).fit(counts)
+    broken = counts.copy()
+    broken[5, 3] = np.nan
+    with pytest.raises(InputError, match="NaN or inf in 1 rows \\(first: row 5\\)"):
+        RBM(4, visible_type="gaussian", n_iter=1, batch_size=10).fit(broken)
+    broken[5, 3] = np.inf
+    with pytest.raises(InputError, match="NaN or inf in 1 rows \\(first: row 5\\)"):
+        rbm.transform(broken)

@@ -1,0 +1,31 @@
+"""Checks of the estimators' input arrays, in scikit-learn's conventions.
+
+Each check raises :class:`~deepgen_core.errors.InputError`, a ``ValueError``,
+with a message that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .errors import InputError
+
+
+def check_2d_array(X) -> np.ndarray:
+    """Return ``X`` as a float32 array of shape (n_samples, n_features).
+
+    Raises InputError for input that is not numeric or not 2-D.
+    """
+    try:
+        array = np.asarray(X, dtype=np.float32)
+    except (TypeError, ValueError) as error:
+        raise InputError(
+            f"X must be a numeric array of shape (n_samples, n_features); "
+            f"converting it to float32 failed: {error}"
+        ) from error
+    if array.ndim != 2:
+        raise InputError(
+            f"expected a 2-D array of shape (n_samples, n_features), got shape "
+            f"{array.shape}; flatten images to one row each"
+        )
+    return array
