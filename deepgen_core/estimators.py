@@ -5,8 +5,9 @@
 ``Pipeline``, for example DBN features into an ``SVC``. The fitted torch
 modules stay reachable as ``module_``.
 
-Every method that takes ``X`` checks it as ``fit`` does: a 2-D array of
-finite values, in [0, 1] for Bernoulli visible units.
+Every method that takes ``X`` checks it as ``fit`` does (a 2-D array of
+finite values, in [0, 1] for Bernoulli visible units) and also checks that it
+has the ``n_features_in_`` columns seen in ``fit``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from .errors import InputError
 from .rbm import RBMModule
 from .training import RBMTrainingConfig, check_visible_values, train_rbm
 from .units import parse_units, select_columns
-from .validation import check_2d_array
+from .validation import check_2d_array, check_n_features
 
 
 def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -33,16 +34,18 @@ class _RBMEstimatorMixin:
     """Input checks, scaling and the training config shared by RBM and DBN."""
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
-        """Check ``X`` for ``fit`` (``reset``) or for a fitted estimator.
+        """Check ``X`` and return it as a float32 array.
 
-        Returns ``X`` as a float32 array. The values are checked against the
-        visible units of the fitted module, or of ``visible_type`` in ``fit``.
+        In ``fit`` (``reset``) the values are checked against ``visible_type``.
+        Otherwise ``X`` must have the ``n_features_in_`` columns seen in
+        ``fit`` and values that the fitted module's visible units can take.
         """
         x = check_2d_array(X)
         if reset:
             visible_type = self.visible_type
         else:
             check_is_fitted(self, "module_")
+            check_n_features(x, self.n_features_in_, type(self).__name__)
             visible_type = self.module_.visible_type
         check_visible_values(torch.as_tensor(x), visible_type, "X")
         return x
@@ -107,6 +110,8 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     module_ : RBMModule
+    n_features_in_ : int
+        Number of features seen in ``fit``.
     components_ : array of shape (n_components, n_features)
         The weights, as in scikit-learn's ``BernoulliRBM``.
     history_ : list of dict
@@ -203,6 +208,8 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
     Attributes
     ----------
     module_ : DBNModule
+    n_features_in_ : int
+        Number of features seen in ``fit``.
     history_ : list of dict
     classes_ : array of the labels seen in ``fit`` when ``use_labels``
     """

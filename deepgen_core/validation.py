@@ -29,3 +29,12 @@ def check_2d_array(X) -> np.ndarray:
             f"{array.shape}; flatten images to one row each"
         )
     return array
+
+
+def check_n_features(x: np.ndarray, n_features_in: int, estimator: str) -> None:
+    """Raise InputError unless ``x`` has the ``n_features_in`` columns seen in fit."""
+    if x.shape[1] != n_features_in:
+        raise InputError(
+            f"X has {x.shape[1]} features, but {estimator} was fitted with "
+            f"{n_features_in} features; pass rows of {n_features_in} values, as in fit"
+        )

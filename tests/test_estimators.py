@@ -141,3 +141,23 @@ def test_gaussian_rbm_names_nan_rows(digits):
     broken[5, 3] = np.inf
     with pytest.raises(InputError, match="NaN or inf in 1 rows \\(first: row 5\\)"):
         rbm.transform(broken)
+
+
+@pytest.mark.parametrize("method", ["transform", "gibbs", "score_samples"])
+def test_rbm_rejects_other_width(fitted_rbm, method):
+    narrow = np.random.default_rng(0).random((5, 30))
+    assert fitted_rbm.n_features_in_ == 64
+    with pytest.raises(
+        InputError, match="X has 30 features, but RBM was fitted with 64 features"
+    ):
+        getattr(fitted_rbm, method)(narrow)
+
+
+@pytest.mark.parametrize("method", ["transform", "activations", "predict"])
+def test_dbn_rejects_other_width(fitted_label_dbn, method):
+    narrow = np.random.default_rng(0).random((5, 30))
+    assert fitted_label_dbn.n_features_in_ == 64
+    with pytest.raises(
+        InputError, match="X has 30 features, but DBN was fitted with 64 features"
+    ):
+        getattr(fitted_label_dbn, method)(narrow)
