@@ -14,7 +14,7 @@ from .errors import InputError
 def check_2d_array(X) -> np.ndarray:
     """Return ``X`` as a float32 array of shape (n_samples, n_features).
 
-    Raises InputError for input that is not numeric or not 2-D.
+    Raises InputError for input that is not numeric, not 2-D or empty.
     """
     try:
         array = np.asarray(X, dtype=np.float32)
@@ -27,6 +27,10 @@ def check_2d_array(X) -> np.ndarray:
         raise InputError(
             f"expected a 2-D array of shape (n_samples, n_features), got shape "
             f"{array.shape}; flatten images to one row each"
+        )
+    if array.shape[0] == 0 or array.shape[1] == 0:
+        raise InputError(
+            f"X is empty (shape {array.shape}); pass at least one row and one column"
         )
     return array
 

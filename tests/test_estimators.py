@@ -1,5 +1,7 @@
 """The scikit-learn estimators RBM and DBN."""
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -161,3 +163,17 @@ def test_dbn_rejects_other_width(fitted_label_dbn, method):
         InputError, match="X has 30 features, but DBN was fitted with 64 features"
     ):
         getattr(fitted_label_dbn, method)(narrow)
+
+
+@pytest.mark.parametrize("shape", [(0, 64), (100, 0)], ids=["no-rows", "no-columns"])
+@pytest.mark.parametrize(
+    "estimator", [RBM(4, n_iter=1), DBN((4, 4), n_iter=1)], ids=["rbm", "dbn"]
+)
+def test_fit_rejects_empty_input(estimator, shape):
+    with pytest.raises(InputError, match=re.escape(f"X is empty (shape {shape})")):
+        clone(estimator).fit(np.zeros(shape))
+
+
+def test_transform_rejects_empty_input(fitted_rbm):
+    with pytest.raises(InputError, match=re.escape("X is empty (shape (0, 64))")):
+        fitted_rbm.transform(np.zeros((0, 64)))
