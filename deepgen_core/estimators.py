@@ -7,7 +7,8 @@ modules stay reachable as ``module_``.
 
 Every method that takes ``X`` checks it as ``fit`` does (a 2-D array of
 finite values, in [0, 1] for Bernoulli visible units) and also checks that it
-has the ``n_features_in_`` columns seen in ``fit``.
+has the ``n_features_in_`` columns seen in ``fit``. A scipy sparse ``X`` is
+converted to a dense array first.
 """
 
 from __future__ import annotations
@@ -116,6 +117,12 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         The weights, as in scikit-learn's ``BernoulliRBM``.
     history_ : list of dict
         Figures of each epoch.
+
+    Notes
+    -----
+    ``X`` may be a scipy sparse matrix in every method. It is converted to a
+    dense float32 array, which takes 4 bytes per entry, zeros included,
+    because the torch model computes with dense tensors.
     """
 
     def __init__(
@@ -212,6 +219,12 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         Number of features seen in ``fit``.
     history_ : list of dict
     classes_ : array of the labels seen in ``fit`` when ``use_labels``
+
+    Notes
+    -----
+    ``X`` may be a scipy sparse matrix in every method. It is converted to a
+    dense float32 array, which takes 4 bytes per entry, zeros included,
+    because the torch model computes with dense tensors.
     """
 
     def __init__(

@@ -7,6 +7,7 @@ with a message that names the problem and the fix.
 from __future__ import annotations
 
 import numpy as np
+import scipy.sparse
 
 from .errors import InputError
 
@@ -14,8 +15,11 @@ from .errors import InputError
 def check_2d_array(X) -> np.ndarray:
     """Return ``X`` as a float32 array of shape (n_samples, n_features).
 
-    Raises InputError for input that is not numeric, not 2-D or empty.
+    A scipy sparse matrix is converted to a dense array. Raises InputError
+    for input that is not numeric, not 2-D or empty.
     """
+    if scipy.sparse.issparse(X):
+        X = X.toarray()
     try:
         array = np.asarray(X, dtype=np.float32)
     except (TypeError, ValueError) as error:

@@ -4,6 +4,7 @@ import re
 
 import numpy as np
 import pytest
+import scipy.sparse
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
@@ -177,3 +178,15 @@ def test_fit_rejects_empty_input(estimator, shape):
 def test_transform_rejects_empty_input(fitted_rbm):
     with pytest.raises(InputError, match=re.escape("X is empty (shape (0, 64))")):
         fitted_rbm.transform(np.zeros((0, 64)))
+
+
+def test_sparse_input_matches_dense(digits):
+    x, _ = digits
+    sparse = scipy.sparse.csr_matrix(x[:200])
+    dense_rbm = RBM(8, n_iter=1, batch_size=50).fit(x[:200])
+    sparse_rbm = RBM(8, n_iter=1, batch_size=50).fit(sparse)
+    assert np.array_equal(sparse_rbm.components_, dense_rbm.components_)
+    assert np.array_equal(sparse_rbm.transform(sparse), dense_rbm.transform(x[:200]))
+    dense_dbn = DBN((8, 4), n_iter=1, batch_size=50).fit(x[:200])
+    sparse_dbn = DBN((8, 4), n_iter=1, batch_size=50).fit(sparse)
+    assert np.array_equal(sparse_dbn.transform(sparse), dense_dbn.transform(x[:200]))
