@@ -24,7 +24,7 @@ from .errors import InputError
 from .rbm import RBMModule
 from .training import RBMTrainingConfig, check_visible_values, train_rbm
 from .units import parse_units, select_columns
-from .validation import check_2d_array, check_n_features
+from .validation import check_2d_array, check_n_features, torch_seed
 
 
 def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -106,7 +106,12 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         the number of epochs. Rows beyond the last whole batch of each
         shuffled epoch are skipped.
     device : {"auto", "cpu", "cuda"}
-    random_state : int
+    random_state : int, numpy.random.RandomState or None
+        Seed of the weight initialisation, the batch order and the Gibbs
+        sampling in ``fit`` and ``score_samples``. An int gives the same
+        result on every run on the same device. A ``RandomState`` draws a new
+        seed from itself on each call, and None draws one from numpy's global
+        random state.
 
     Attributes
     ----------
@@ -139,7 +144,7 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         sparsity_target: float | None = None,
         learn_sigma: bool = False,
         device: str = "auto",
-        random_state: int = 0,
+        random_state: int | np.random.RandomState | None = 0,
     ) -> None:
         self.n_components = n_components
         self.learn_sigma = learn_sigma
@@ -166,7 +171,7 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
             self.visible_type,
             learn_sigma=self.learn_sigma,
         ).to(device)
-        generator = make_generator(self.random_state, device)
+        generator = make_generator(torch_seed(self.random_state), device)
         self.history_ = train_rbm(self.module_, x, self._training_config(), generator)
         self.n_features_in_ = x.shape[1]
         return self
@@ -193,7 +198,7 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
     def score_samples(self, X) -> np.ndarray:
         """Stochastic pseudo-log-likelihood of each row (Bernoulli input only)."""
         x = self._input_tensor(X)
-        generator = make_generator(self.random_state, x.device)
+        generator = make_generator(torch_seed(self.random_state), x.device)
         with torch.no_grad():
             return self.module_.pseudo_log_likelihood(x, generator).cpu().numpy()
 
@@ -242,7 +247,7 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         weight_decay: float = 2e-4,
         sparsity_target: float | None = None,
         device: str = "auto",
-        random_state: int = 0,
+        random_state: int | np.random.RandomState | None = 0,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.units = units
@@ -274,7 +279,7 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
             layers=list(self.hidden_layer_sizes),
             labels=self.use_labels,
             visible_type=self.visible_type,
-            seed=self.random_state,
+            seed=torch_seed(self.random_state),
             rbm=self._training_config(),
         )
         n_classes = len(self.classes_) if self.use_labels else None

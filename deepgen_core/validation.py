@@ -1,4 +1,4 @@
-"""Checks of the estimators' input arrays, in scikit-learn's conventions.
+"""Checks of the estimators' input arrays and seeds, in scikit-learn's conventions.
 
 Each check raises :class:`~deepgen_core.errors.InputError`, a ``ValueError``,
 with a message that names the problem and the fix.
@@ -6,8 +6,11 @@ with a message that names the problem and the fix.
 
 from __future__ import annotations
 
+import numbers
+
 import numpy as np
 import scipy.sparse
+from sklearn.utils import check_random_state
 
 from .errors import InputError
 
@@ -46,3 +49,22 @@ def check_n_features(x: np.ndarray, n_features_in: int, estimator: str) -> None:
             f"X has {x.shape[1]} features, but {estimator} was fitted with "
             f"{n_features_in} features; pass rows of {n_features_in} values, as in fit"
         )
+
+
+def torch_seed(random_state) -> int:
+    """Derive the seed of torch's generator from an estimator's ``random_state``.
+
+    An int is used unchanged, which keeps the weights that earlier versions
+    fitted with that seed. None draws a seed from numpy's global random state, and a
+    ``RandomState`` draws one from itself, as in scikit-learn.
+    """
+    try:
+        rng = check_random_state(random_state)
+    except ValueError as error:
+        raise InputError(
+            f"random_state must be None, an int in [0, 2**32 - 1] or a "
+            f"numpy.random.RandomState, got {random_state!r}"
+        ) from error
+    if isinstance(random_state, numbers.Integral):
+        return int(random_state)
+    return int(rng.randint(np.iinfo(np.int32).max))

@@ -12,6 +12,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
 from deepgen_core import DBN, RBM, InputError
+from deepgen_core.validation import torch_seed
 
 
 @pytest.fixture(scope="module")
@@ -190,3 +191,34 @@ def test_sparse_input_matches_dense(digits):
     dense_dbn = DBN((8, 4), n_iter=1, batch_size=50).fit(x[:200])
     sparse_dbn = DBN((8, 4), n_iter=1, batch_size=50).fit(sparse)
     assert np.array_equal(sparse_dbn.transform(sparse), dense_dbn.transform(x[:200]))
+
+
+def test_random_state_accepts_none_and_random_state(digits):
+    x = digits[0][:200]
+    assert torch_seed(3) == 3
+    assert torch_seed(np.uint32(3)) == 3
+
+    def weights(random_state):
+        rbm = RBM(8, n_iter=1, batch_size=50, random_state=random_state)
+        return rbm.fit(x).components_
+
+    seven = weights(np.random.RandomState(7))
+    assert np.array_equal(weights(np.random.RandomState(7)), seven)
+    assert not np.array_equal(weights(np.random.RandomState(8)), seven)
+    assert not np.array_equal(weights(None), weights(None))
+
+    def features(random_state):
+        dbn = DBN((8, 4), n_iter=1, batch_size=50, random_state=random_state)
+        return dbn.fit(x).transform(x[:5])
+
+    assert np.array_equal(
+        features(np.random.RandomState(7)), features(np.random.RandomState(7))
+    )
+    assert not np.array_equal(features(None), features(None))
+
+
+@pytest.mark.parametrize("random_state", ["abc", 1.5, -1])
+def test_random_state_rejects_other_values(digits, random_state):
+    rbm = RBM(8, n_iter=1, batch_size=50, random_state=random_state)
+    with pytest.raises(InputError, match="random_state must be None, an int in"):
+        rbm.fit(digits[0][:200])
