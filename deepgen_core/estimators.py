@@ -24,7 +24,12 @@ from .errors import InputError
 from .rbm import RBMModule
 from .training import RBMTrainingConfig, check_visible_values, train_rbm
 from .units import parse_units, select_columns
-from .validation import check_2d_array, check_n_features, torch_seed
+from .validation import (
+    check_2d_array,
+    check_labels,
+    check_n_features,
+    torch_seed,
+)
 
 
 def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarray:
@@ -265,7 +270,11 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         self.random_state = random_state
 
     def fit(self, X, y=None) -> DBN:
-        """Pretrain on ``X`` of shape (n_samples, n_features) and labels ``y``."""
+        """Pretrain on ``X`` of shape (n_samples, n_features) and labels ``y``.
+
+        ``y``, needed only with ``use_labels``, is an array of shape
+        (n_samples,) of finite class labels.
+        """
         device = resolve_device(self.device)
         x = self._fit_scaling(self._validate_X(X, reset=True))
         x = torch.as_tensor(x, device=device)
@@ -273,7 +282,8 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         if self.use_labels:
             if y is None:
                 raise InputError("use_labels=True needs y in fit(X, y)")
-            self.classes_, encoded = np.unique(np.asarray(y), return_inverse=True)
+            y = check_labels(y, x.shape[0])
+            self.classes_, encoded = np.unique(y, return_inverse=True)
             labels = torch.as_tensor(encoded, dtype=torch.int64, device=device)
         config = DBNConfig(
             layers=list(self.hidden_layer_sizes),

@@ -1,16 +1,19 @@
-"""Checks of the estimators' input arrays and seeds, in scikit-learn's conventions.
+"""Checks of the estimators' inputs, labels and seeds, as scikit-learn makes them.
 
-Each check raises :class:`~deepgen_core.errors.InputError`, a ``ValueError``,
-with a message that names the problem and the fix.
+The checks raise ``ValueError``: deepgen's
+:class:`~deepgen_core.errors.InputError`, with a message that names the problem
+and the fix, or scikit-learn's own for continuous labels.
 """
 
 from __future__ import annotations
 
+import math
 import numbers
 
 import numpy as np
 import scipy.sparse
 from sklearn.utils import check_random_state
+from sklearn.utils.multiclass import check_classification_targets
 
 from .errors import InputError
 
@@ -49,6 +52,49 @@ def check_n_features(x: np.ndarray, n_features_in: int, estimator: str) -> None:
             f"X has {x.shape[1]} features, but {estimator} was fitted with "
             f"{n_features_in} features; pass rows of {n_features_in} values, as in fit"
         )
+
+
+def check_labels(y, n_samples: int) -> np.ndarray:
+    """Return the class labels ``y`` as a 1-D array with one label per row of X.
+
+    Raises InputError for a ``y`` of another shape or length, or with NaN,
+    inf or None among the labels. Continuous values raise scikit-learn's
+    ValueError for regression targets, as its classifiers do.
+    """
+    y = np.asarray(y)
+    if y.ndim != 1:
+        raise InputError(
+            f"y must be a 1-D array of class labels, got shape {y.shape}; pass one "
+            "label per row of X (for a column vector, pass y.ravel())"
+        )
+    if len(y) != n_samples:
+        raise InputError(
+            f"X has {n_samples} rows but y has {len(y)} labels; pass one label per "
+            "row of X"
+        )
+    missing = np.flatnonzero(_missing_labels(y))
+    if len(missing):
+        raise InputError(
+            f"y contains NaN, inf or None in {len(missing)} rows (first: row "
+            f"{missing[0]}); drop those rows from X and y or give them a class"
+        )
+    check_classification_targets(y)
+    return y
+
+
+def _missing_labels(y: np.ndarray) -> np.ndarray:
+    if y.dtype.kind in "fc":
+        return ~np.isfinite(y)
+    if y.dtype.kind != "O":
+        return np.zeros(len(y), dtype=bool)
+    return np.array(
+        [
+            label is None
+            or (isinstance(label, (float, np.floating)) and not math.isfinite(label))
+            for label in y
+        ],
+        dtype=bool,
+    )
 
 
 def torch_seed(random_state) -> int:

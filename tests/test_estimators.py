@@ -222,3 +222,38 @@ def test_random_state_rejects_other_values(digits, random_state):
     rbm = RBM(8, n_iter=1, batch_size=50, random_state=random_state)
     with pytest.raises(InputError, match="random_state must be None, an int in"):
         rbm.fit(digits[0][:200])
+
+
+def labels_with(labels: np.ndarray, row: int, value) -> np.ndarray:
+    labels = labels.astype(object if value is None else float)
+    labels[row] = value
+    return labels
+
+
+@pytest.mark.parametrize(
+    ("make_labels", "message"),
+    [
+        (lambda y: y[:10], "X has 200 rows but y has 10 labels"),
+        (lambda y: np.c_[y, y], "y must be a 1-D array of class labels, got shape"),
+        (lambda y: y[:, None], "for a column vector, pass y.ravel()"),
+        (
+            lambda y: labels_with(y, 3, np.nan),
+            "y contains NaN, inf or None in 1 rows \\(first: row 3\\)",
+        ),
+        (
+            lambda y: labels_with(y, 4, np.inf),
+            "y contains NaN, inf or None in 1 rows \\(first: row 4\\)",
+        ),
+        (
+            lambda y: labels_with(y, 5, None),
+            "y contains NaN, inf or None in 1 rows \\(first: row 5\\)",
+        ),
+        (lambda y: y + np.linspace(0, 0.5, len(y)), "Unknown label type: continuous"),
+    ],
+    ids=["short", "2-d", "column", "nan", "inf", "none", "continuous"],
+)
+def test_label_dbn_rejects_invalid_y(digits, make_labels, message):
+    x, y = digits
+    dbn = DBN((8, 4), use_labels=True, n_iter=1, batch_size=50)
+    with pytest.raises(ValueError, match=message):
+        dbn.fit(x[:200], make_labels(y[:200]))
