@@ -21,13 +21,23 @@ from sklearn.utils.validation import check_is_fitted
 from .dbn import DBNConfig, DBNModule, train_dbn
 from .device import make_generator, resolve_device
 from .errors import InputError
-from .rbm import RBMModule
-from .training import RBMTrainingConfig, check_visible_values, train_rbm
+from .rbm import VISIBLE_TYPES, RBMModule
+from .training import (
+    LR_SCHEDULES,
+    RBMTrainingConfig,
+    check_visible_values,
+    train_rbm,
+)
 from .units import parse_units, select_columns
 from .validation import (
     check_2d_array,
     check_labels,
     check_n_features,
+    check_param,
+    is_bool,
+    is_finite_number,
+    is_int,
+    is_layer_sizes,
     torch_seed,
 )
 
@@ -37,7 +47,50 @@ def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarr
 
 
 class _RBMEstimatorMixin:
-    """Input checks, scaling and the training config shared by RBM and DBN."""
+    """Checks, scaling and the training config shared by RBM and DBN."""
+
+    def _check_training_params(self) -> None:
+        """Raise InputError for a shared parameter of the wrong type or range."""
+        rate, decay = self.learning_rate, self.weight_decay
+        target = self.sparsity_target
+        checks = [
+            (
+                "visible_type",
+                self.visible_type in VISIBLE_TYPES,
+                f"one of {', '.join(map(repr, VISIBLE_TYPES))}",
+            ),
+            (
+                "learning_rate",
+                rate is None or (is_finite_number(rate) and rate > 0),
+                "a number > 0, or None for the default of the visible units",
+            ),
+            (
+                "lr_schedule",
+                self.lr_schedule in LR_SCHEDULES,
+                f"one of {', '.join(map(repr, LR_SCHEDULES))}",
+            ),
+            ("batch_size", is_int(self.batch_size), "an int >= 1"),
+            ("n_iter", is_int(self.n_iter), "an int >= 1"),
+            ("cd_k", is_int(self.cd_k), "an int >= 1"),
+            ("persistent", is_bool(self.persistent), "True or False"),
+            (
+                "weight_decay",
+                is_finite_number(decay) and decay >= 0,
+                "a number >= 0",
+            ),
+            (
+                "sparsity_target",
+                target is None or (is_finite_number(target) and 0 < target < 1),
+                "a number in (0, 1), or None for no sparsity penalty",
+            ),
+            (
+                "device",
+                isinstance(self.device, (str, torch.device)),
+                "'auto', 'cpu', 'cuda' or a torch.device",
+            ),
+        ]
+        for name, valid, expected in checks:
+            check_param(name, getattr(self, name), valid, expected)
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Check ``X`` and return it as a float32 array.
@@ -165,8 +218,22 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
 
+    def _check_params(self) -> None:
+        """Raise InputError for a parameter of the wrong type or range."""
+        self._check_training_params()
+        check_param(
+            "n_components",
+            self.n_components,
+            is_int(self.n_components),
+            "an int >= 1 (the number of hidden units)",
+        )
+        check_param(
+            "learn_sigma", self.learn_sigma, is_bool(self.learn_sigma), "True or False"
+        )
+
     def fit(self, X, y=None) -> RBM:
         """Train on ``X`` of shape (n_samples, n_features)."""
+        self._check_params()
         device = resolve_device(self.device)
         x = self._fit_scaling(self._validate_X(X, reset=True))
         x = torch.as_tensor(x, device=device)
@@ -269,14 +336,37 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
 
+    def _check_params(self) -> None:
+        """Raise InputError for a parameter of the wrong type or range."""
+        self._check_training_params()
+        check_param(
+            "hidden_layer_sizes",
+            self.hidden_layer_sizes,
+            is_layer_sizes(self.hidden_layer_sizes),
+            "a tuple of ints >= 1 such as (500, 500), or (32,) for one layer",
+        )
+        check_param(
+            "units",
+            self.units,
+            self.units is None or isinstance(self.units, str),
+            "a unit SPEC string such as '1:*,2:*', or None for the top layer",
+        )
+        check_param(
+            "use_labels", self.use_labels, is_bool(self.use_labels), "True or False"
+        )
+
     def fit(self, X, y=None) -> DBN:
         """Pretrain on ``X`` of shape (n_samples, n_features) and labels ``y``.
 
         ``y``, needed only with ``use_labels``, is an array of shape
         (n_samples,) of finite class labels.
         """
+        self._check_params()
         device = resolve_device(self.device)
         x = self._fit_scaling(self._validate_X(X, reset=True))
+        if self.units:
+            # A SPEC that does not fit the net fails here rather than in transform.
+            parse_units(self.units, [x.shape[1], *self.hidden_layer_sizes])
         x = torch.as_tensor(x, device=device)
         labels = None
         if self.use_labels:

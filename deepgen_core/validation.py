@@ -1,4 +1,7 @@
-"""Checks of the estimators' inputs, labels and seeds, as scikit-learn makes them.
+"""Checks of the estimators' parameters, inputs, labels and seeds.
+
+They follow scikit-learn's conventions: parameters are checked in ``fit``, and
+every method checks ``X``.
 
 The checks raise ``ValueError``: deepgen's
 :class:`~deepgen_core.errors.InputError`, with a message that names the problem
@@ -114,3 +117,44 @@ def torch_seed(random_state) -> int:
     if isinstance(random_state, numbers.Integral):
         return int(random_state)
     return int(rng.randint(np.iinfo(np.int32).max))
+
+
+def check_param(name: str, value, valid: bool, expected: str) -> None:
+    """Raise InputError naming the estimator parameter ``name`` unless ``valid``."""
+    if not valid:
+        raise InputError(
+            f"{name} must be {expected}, got {value!r} of type {type(value).__name__}"
+        )
+
+
+def is_int(value, minimum: int = 1) -> bool:
+    """Tell whether ``value`` is an int (not a bool) of at least ``minimum``."""
+    return (
+        isinstance(value, numbers.Integral)
+        and not isinstance(value, (bool, np.bool_))
+        and value >= minimum
+    )
+
+
+def is_finite_number(value) -> bool:
+    """Tell whether ``value`` is a finite real number (not a bool)."""
+    return (
+        isinstance(value, numbers.Real)
+        and not isinstance(value, (bool, np.bool_))
+        and math.isfinite(value)
+    )
+
+
+def is_bool(value) -> bool:
+    return isinstance(value, (bool, np.bool_))
+
+
+def is_layer_sizes(value) -> bool:
+    """Tell whether ``value`` is a non-empty sequence of ints of at least 1."""
+    if isinstance(value, np.ndarray):
+        value = value.tolist()
+    return (
+        isinstance(value, (tuple, list))
+        and len(value) > 0
+        and all(is_int(size) for size in value)
+    )

@@ -257,3 +257,87 @@ def test_label_dbn_rejects_invalid_y(digits, make_labels, message):
     dbn = DBN((8, 4), use_labels=True, n_iter=1, batch_size=50)
     with pytest.raises(ValueError, match=message):
         dbn.fit(x[:200], make_labels(y[:200]))
+
+
+INVALID_PARAMS = {
+    "n_components-float": (
+        RBM(2.5),
+        (
+            "n_components must be an int >= 1 (the number of hidden units), "
+            "got 2.5 of type float"
+        ),
+    ),
+    "n_components-str": (RBM("8"), "n_components must be an int >= 1"),
+    "n_components-zero": (RBM(0), "n_components must be an int >= 1"),
+    "layer-sizes-int": (
+        DBN(32),
+        (
+            "hidden_layer_sizes must be a tuple of ints >= 1 such as (500, 500), "
+            "or (32,) for one layer, got 32 of type int"
+        ),
+    ),
+    "layer-sizes-zero": (DBN((32, 0)), "hidden_layer_sizes must be a tuple"),
+    "batch-size-float": (
+        RBM(4, batch_size=10.0),
+        "batch_size must be an int >= 1, got 10.0 of type float",
+    ),
+    "n-iter-str": (RBM(4, n_iter="3"), "n_iter must be an int >= 1, got '3'"),
+    "cd-k-bool": (RBM(4, cd_k=True), "cd_k must be an int >= 1, got True"),
+    "visible-type": (
+        RBM(4, visible_type="binary"),
+        "visible_type must be one of 'bernoulli', 'gaussian', got 'binary'",
+    ),
+    "learning-rate-str": (
+        RBM(4, learning_rate="0.1"),
+        "learning_rate must be a number > 0, or None",
+    ),
+    "learning-rate-negative": (
+        RBM(4, learning_rate=-1.0),
+        "learning_rate must be a number > 0",
+    ),
+    "lr-schedule": (
+        RBM(4, lr_schedule="cosine"),
+        "lr_schedule must be one of 'constant', 'linear', got 'cosine'",
+    ),
+    "persistent-str": (
+        RBM(4, persistent="yes"),
+        "persistent must be True or False, got 'yes' of type str",
+    ),
+    "weight-decay-none": (
+        RBM(4, weight_decay=None),
+        "weight_decay must be a number >= 0, got None",
+    ),
+    "sparsity-target": (
+        RBM(4, sparsity_target=1.5),
+        "sparsity_target must be a number in (0, 1), or None",
+    ),
+    "learn-sigma-str": (
+        RBM(4, learn_sigma="no"),
+        "learn_sigma must be True or False, got 'no'",
+    ),
+    "device-int": (RBM(4, device=0), "device must be 'auto', 'cpu', 'cuda'"),
+    "units-int": (DBN((8, 4), units=3), "units must be a unit SPEC string"),
+    "units-layer": (
+        DBN((8, 4), units="3:*"),
+        "layer 3 in unit SPEC '3:*' does not exist",
+    ),
+    "use-labels-str": (
+        DBN((8, 4), use_labels="yes"),
+        "use_labels must be True or False",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("estimator", "message"), INVALID_PARAMS.values(), ids=INVALID_PARAMS.keys()
+)
+def test_fit_rejects_invalid_params(digits, estimator, message):
+    x, y = digits
+    with pytest.raises(InputError, match=re.escape(message)):
+        estimator.fit(x[:100], y[:100])
+    assert not hasattr(estimator, "module_")
+
+
+def test_init_stores_invalid_params_unchanged():
+    assert RBM(2.5).get_params()["n_components"] == 2.5
+    assert clone(DBN(32)).get_params()["hidden_layer_sizes"] == 32
