@@ -287,6 +287,9 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         ``"1:*,2:*"``; None returns the top hidden layer.
     use_labels : bool
         Join label units to the top RBM; ``fit`` then needs ``y``.
+    learn_sigma : bool
+        Learn the standard deviation of each Gaussian input unit, in the
+        bottom RBM. Hidden layers are Bernoulli and have none.
     Other parameters as for :class:`RBM`, applied to every layer.
 
     Attributes
@@ -318,6 +321,7 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         persistent: bool = False,
         weight_decay: float = 2e-4,
         sparsity_target: float | None = None,
+        learn_sigma: bool = False,
         device: str = "auto",
         random_state: int | np.random.RandomState | None = 0,
     ) -> None:
@@ -333,6 +337,7 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         self.persistent = persistent
         self.weight_decay = weight_decay
         self.sparsity_target = sparsity_target
+        self.learn_sigma = learn_sigma
         self.device = device
         self.random_state = random_state
 
@@ -353,6 +358,9 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         )
         check_param(
             "use_labels", self.use_labels, is_bool(self.use_labels), "True or False"
+        )
+        check_param(
+            "learn_sigma", self.learn_sigma, is_bool(self.learn_sigma), "True or False"
         )
 
     def fit(self, X, y=None) -> DBN:
@@ -379,6 +387,7 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
             layers=list(self.hidden_layer_sizes),
             labels=self.use_labels,
             visible_type=self.visible_type,
+            learn_sigma=self.learn_sigma,
             seed=torch_seed(self.random_state),
             rbm=self._training_config(),
         )

@@ -315,6 +315,10 @@ INVALID_PARAMS = {
         RBM(4, learn_sigma="no"),
         "learn_sigma must be True or False, got 'no'",
     ),
+    "dbn-learn-sigma-str": (
+        DBN((8, 4), learn_sigma="no"),
+        "learn_sigma must be True or False, got 'no'",
+    ),
     "device-int": (RBM(4, device=0), "device must be 'auto', 'cpu', 'cuda'"),
     "units-int": (DBN((8, 4), units=3), "units must be a unit SPEC string"),
     "units-layer": (
@@ -341,3 +345,25 @@ def test_fit_rejects_invalid_params(digits, estimator, message):
 def test_init_stores_invalid_params_unchanged():
     assert RBM(2.5).get_params()["n_components"] == 2.5
     assert clone(DBN(32)).get_params()["hidden_layer_sizes"] == 32
+
+
+def test_gaussian_dbn_learns_sigma_of_input_units(digits):
+    counts = digits[0][:400] * 16
+
+    def bottom_sigma(learn_sigma):
+        dbn = DBN(
+            (16, 8),
+            visible_type="gaussian",
+            learn_sigma=learn_sigma,
+            n_iter=3,
+            batch_size=50,
+        ).fit(counts)
+        assert dbn.get_params()["learn_sigma"] is learn_sigma
+        assert dbn.transform(counts[:5]).shape == (5, 8)
+        return dbn.module_.rbms[0].sigma
+
+    learned = bottom_sigma(True)
+    assert bool((learned > 0).all())
+    assert not torch.allclose(learned, torch.ones_like(learned))
+    fixed = bottom_sigma(False)
+    assert torch.equal(fixed, torch.ones_like(fixed))
