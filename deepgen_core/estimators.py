@@ -269,6 +269,15 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
 
     def score_samples(self, X) -> np.ndarray:
         """Stochastic pseudo-log-likelihood of each row (Bernoulli input only)."""
+        check_is_fitted(self, "module_")
+        if self.module_.gaussian:
+            raise InputError(
+                "score_samples is defined for Bernoulli visible units only, because "
+                "the pseudo-log-likelihood of Gaussian units has no closed form. "
+                "For a Gaussian RBM, call module_.free_energy or "
+                "module_.reconstruction_error on the standardised input "
+                "torch.as_tensor((X - mean_) / scale_, dtype=torch.float32)"
+            )
         x = self._input_tensor(X)
         generator = make_generator(torch_seed(self.random_state), x.device)
         with torch.no_grad():

@@ -367,3 +367,22 @@ def test_gaussian_dbn_learns_sigma_of_input_units(digits):
     assert not torch.allclose(learned, torch.ones_like(learned))
     fixed = bottom_sigma(False)
     assert torch.equal(fixed, torch.ones_like(fixed))
+
+
+def test_gaussian_score_samples_names_existing_methods(digits):
+    counts = digits[0][:200] * 16
+    rbm = RBM(8, visible_type="gaussian", n_iter=1, batch_size=50).fit(counts)
+    with pytest.raises(InputError) as error:
+        rbm.score_samples(counts)
+    message = str(error.value)
+    assert "module_.free_energy or module_.reconstruction_error" in message
+    assert "torch.as_tensor((X - mean_) / scale_, dtype=torch.float32)" in message
+    standardised = torch.as_tensor(
+        (counts - rbm.mean_) / rbm.scale_, dtype=torch.float32
+    )
+    with torch.no_grad():
+        free_energy = rbm.module_.free_energy(standardised).numpy()
+        reconstruction_error = float(rbm.module_.reconstruction_error(standardised))
+    assert free_energy.shape == (200,)
+    assert np.isfinite(free_energy).all()
+    assert reconstruction_error > 0
