@@ -36,14 +36,27 @@ def check_2d_array(X) -> np.ndarray:
             f"X must be a numeric array of shape (n_samples, n_features); "
             f"converting it to float32 failed: {error}"
         ) from error
-    if array.ndim != 2:
+    if array.ndim > 2:
         raise InputError(
             f"expected a 2-D array of shape (n_samples, n_features), got shape "
             f"{array.shape}; flatten images to one row each"
         )
-    if array.shape[0] == 0 or array.shape[1] == 0:
+    if array.ndim < 2:
         raise InputError(
-            f"X is empty (shape {array.shape}); pass at least one row and one column"
+            f"expected a 2-D array of shape (n_samples, n_features), got shape "
+            f"{array.shape}. Reshape your data with X.reshape(1, -1) for a single "
+            "sample or X.reshape(-1, 1) for a single feature"
+        )
+    n_samples, n_features = array.shape
+    if n_samples == 0:
+        raise InputError(
+            f"X has 0 sample(s) (shape={array.shape}) while a minimum of 1 is "
+            "required; pass at least one row"
+        )
+    if n_features == 0:
+        raise InputError(
+            f"X has 0 feature(s) (shape={array.shape}) while a minimum of 1 is "
+            "required; pass at least one column"
         )
     return array
 
@@ -52,8 +65,8 @@ def check_n_features(x: np.ndarray, n_features_in: int, estimator: str) -> None:
     """Raise InputError unless ``x`` has the ``n_features_in`` columns seen in fit."""
     if x.shape[1] != n_features_in:
         raise InputError(
-            f"X has {x.shape[1]} features, but {estimator} was fitted with "
-            f"{n_features_in} features; pass rows of {n_features_in} values, as in fit"
+            f"X has {x.shape[1]} features, but {estimator} is expecting "
+            f"{n_features_in} features as input, the number seen in fit"
         )
 
 

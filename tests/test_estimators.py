@@ -89,11 +89,12 @@ def test_label_dbn_predicts_and_samples_chosen_class(digits):
 @pytest.mark.parametrize(
     ("x", "message"),
     [
-        (np.zeros(10), "expected a 2-D array"),
+        (np.zeros(10), "got shape \\(10,\\). Reshape your data with X.reshape"),
+        (np.zeros((10, 8, 8)), "got shape \\(10, 8, 8\\); flatten images"),
         (np.full((100, 4), 2.0), "need values in \\[0, 1\\], got values from 2 to 2"),
         (np.array([[0.5, np.nan]] * 100), "NaN or inf in 100 rows \\(first: row 0\\)"),
     ],
-    ids=["1-d", "out-of-range", "nan"],
+    ids=["1-d", "3-d", "out-of-range", "nan"],
 )
 def test_rbm_rejects_bad_input(x, message):
     with pytest.raises(InputError, match=message):
@@ -152,7 +153,7 @@ def test_rbm_rejects_other_width(fitted_rbm, method):
     narrow = np.random.default_rng(0).random((5, 30))
     assert fitted_rbm.n_features_in_ == 64
     with pytest.raises(
-        InputError, match="X has 30 features, but RBM was fitted with 64 features"
+        InputError, match="X has 30 features, but RBM is expecting 64 features as input"
     ):
         getattr(fitted_rbm, method)(narrow)
 
@@ -162,22 +163,29 @@ def test_dbn_rejects_other_width(fitted_label_dbn, method):
     narrow = np.random.default_rng(0).random((5, 30))
     assert fitted_label_dbn.n_features_in_ == 64
     with pytest.raises(
-        InputError, match="X has 30 features, but DBN was fitted with 64 features"
+        InputError, match="X has 30 features, but DBN is expecting 64 features as input"
     ):
         getattr(fitted_label_dbn, method)(narrow)
 
 
-@pytest.mark.parametrize("shape", [(0, 64), (100, 0)], ids=["no-rows", "no-columns"])
+@pytest.mark.parametrize(
+    ("shape", "unit"),
+    [((0, 64), "sample(s)"), ((100, 0), "feature(s)")],
+    ids=["no-rows", "no-columns"],
+)
 @pytest.mark.parametrize(
     "estimator", [RBM(4, n_iter=1), DBN((4, 4), n_iter=1)], ids=["rbm", "dbn"]
 )
-def test_fit_rejects_empty_input(estimator, shape):
-    with pytest.raises(InputError, match=re.escape(f"X is empty (shape {shape})")):
+def test_fit_rejects_empty_input(estimator, shape, unit):
+    message = f"X has 0 {unit} (shape={shape}) while a minimum of 1 is required"
+    with pytest.raises(InputError, match=re.escape(message)):
         clone(estimator).fit(np.zeros(shape))
 
 
 def test_transform_rejects_empty_input(fitted_rbm):
-    with pytest.raises(InputError, match=re.escape("X is empty (shape (0, 64))")):
+    with pytest.raises(
+        InputError, match=re.escape("X has 0 sample(s) (shape=(0, 64))")
+    ):
         fitted_rbm.transform(np.zeros((0, 64)))
 
 
