@@ -25,17 +25,29 @@ def check_2d_array(X) -> np.ndarray:
     """Return ``X`` as a float32 array of shape (n_samples, n_features).
 
     A scipy sparse matrix is converted to a dense array. Raises InputError
-    for input that is not numeric, not 2-D or empty.
+    for input that is complex, not numeric, not 2-D or empty, and TypeError,
+    as scikit-learn does, for objects that are not numbers or strings.
     """
     if scipy.sparse.issparse(X):
         X = X.toarray()
+    message = "X must be a numeric array of shape (n_samples, n_features)"
     try:
-        array = np.asarray(X, dtype=np.float32)
-    except (TypeError, ValueError) as error:
-        raise InputError(
-            f"X must be a numeric array of shape (n_samples, n_features); "
-            f"converting it to float32 failed: {error}"
+        array = np.asarray(X)
+        if array.dtype.kind != "c":
+            array = array.astype(np.float32, copy=False)
+    except TypeError as error:
+        raise TypeError(
+            f"{message}; converting it to float32 failed: {error}"
         ) from error
+    except ValueError as error:
+        raise InputError(
+            f"{message}; converting it to float32 failed: {error}"
+        ) from error
+    if array.dtype.kind == "c":
+        raise InputError(
+            f"{message}, got complex values; pass the real part X.real or the "
+            "magnitude abs(X)"
+        )
     if array.ndim > 2:
         raise InputError(
             f"expected a 2-D array of shape (n_samples, n_features), got shape "

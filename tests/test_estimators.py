@@ -394,3 +394,17 @@ def test_gaussian_score_samples_names_existing_methods(digits):
     assert free_energy.shape == (200,)
     assert np.isfinite(free_energy).all()
     assert reconstruction_error > 0
+
+
+def test_fit_rejects_non_numeric_input(digits):
+    x = digits[0][:100]
+    rbm = RBM(4, n_iter=1, batch_size=50)
+    with pytest.raises(InputError, match="got complex values; pass the real part"):
+        rbm.fit(x.astype(np.complex64))
+    with pytest.raises(InputError, match="could not convert string to float"):
+        rbm.fit(np.full((100, 4), "a"))
+    objects = np.empty((100, 4), dtype=object)
+    objects[:] = [{}] * 4
+    with pytest.raises(TypeError, match="argument must be a string or a real number"):
+        rbm.fit(objects)
+    assert not hasattr(rbm, "module_")
