@@ -49,6 +49,13 @@ def _standardize(x: np.ndarray, mean: np.ndarray, scale: np.ndarray) -> np.ndarr
 class _RBMEstimatorMixin:
     """Checks, scaling and the training config shared by RBM and DBN."""
 
+    def __sklearn_tags__(self):
+        # Read by scikit-learn 1.6 and later only.
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.transformer_tags.preserves_dtype = ["float32"]
+        return tags
+
     def _check_training_params(self) -> None:
         """Raise InputError for a shared parameter of the wrong type or range."""
         rate, decay = self.learning_rate, self.weight_decay

@@ -5,6 +5,7 @@ import re
 import numpy as np
 import pytest
 import scipy.sparse
+import sklearn.utils
 import torch
 from sklearn.base import clone
 from sklearn.datasets import load_digits
@@ -408,3 +409,15 @@ def test_fit_rejects_non_numeric_input(digits):
     with pytest.raises(TypeError, match="argument must be a string or a real number"):
         rbm.fit(objects)
     assert not hasattr(rbm, "module_")
+
+
+@pytest.mark.parametrize("estimator", [RBM(), DBN()], ids=["rbm", "dbn"])
+def test_tags_declare_sparse_input_and_float32(estimator, digits):
+    if not hasattr(sklearn.utils, "get_tags"):
+        pytest.skip("scikit-learn before 1.6 has no get_tags")
+    tags = sklearn.utils.get_tags(estimator)
+    assert tags.input_tags.sparse
+    assert tags.transformer_tags.preserves_dtype == ["float32"]
+    x = digits[0][:100].astype(np.float64)
+    features = clone(estimator).set_params(n_iter=1, batch_size=50).fit_transform(x)
+    assert features.dtype == np.float32
