@@ -430,6 +430,13 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
 
     def predict(self, X) -> np.ndarray:
         """Classes from the top RBM's label units (``use_labels=True`` only)."""
+        check_is_fitted(self, "module_")
+        if not self.module_.n_labels and self.module_.head is None:
+            raise InputError(
+                "this DBN has no label units, so it cannot predict classes; fit it "
+                "with use_labels=True and y, or classify its transform output with "
+                "a classifier after it in a Pipeline"
+            )
         x = self._input_tensor(X)
         with torch.no_grad():
             index = self.module_.class_log_probs(x).argmax(1).cpu().numpy()

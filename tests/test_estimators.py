@@ -421,3 +421,10 @@ def test_tags_declare_sparse_input_and_float32(estimator, digits):
     x = digits[0][:100].astype(np.float64)
     features = clone(estimator).set_params(n_iter=1, batch_size=50).fit_transform(x)
     assert features.dtype == np.float32
+
+
+def test_dbn_without_labels_explains_predict(digits):
+    x = digits[0][:100]
+    dbn = DBN((8, 4), n_iter=1, batch_size=50).fit(x)
+    with pytest.raises(InputError, match="fit it with use_labels=True and y"):
+        dbn.predict(x)
