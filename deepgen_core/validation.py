@@ -45,8 +45,8 @@ def check_2d_array(X) -> np.ndarray:
         ) from error
     if array.dtype.kind == "c":
         raise InputError(
-            f"{message}, got complex values; pass the real part X.real or the "
-            "magnitude abs(X)"
+            f"Complex data not supported: {message}, got complex values; pass "
+            "the real part X.real or the magnitude abs(X)"
         )
     if array.ndim > 2:
         raise InputError(

@@ -400,7 +400,7 @@ def test_gaussian_score_samples_names_existing_methods(digits):
 def test_fit_rejects_non_numeric_input(digits):
     x = digits[0][:100]
     rbm = RBM(4, n_iter=1, batch_size=50)
-    with pytest.raises(InputError, match="got complex values; pass the real part"):
+    with pytest.raises(InputError, match="Complex data not supported: X must be"):
         rbm.fit(x.astype(np.complex64))
     with pytest.raises(InputError, match="could not convert string to float"):
         rbm.fit(np.full((100, 4), "a"))
