@@ -80,6 +80,7 @@ class _RBMEstimatorMixin:
             ("n_iter", is_int(self.n_iter), "an int >= 1"),
             ("cd_k", is_int(self.cd_k), "an int >= 1"),
             ("persistent", is_bool(self.persistent), "True or False"),
+            ("learn_sigma", is_bool(self.learn_sigma), "True or False"),
             (
                 "weight_decay",
                 is_finite_number(decay) and decay >= 0,
@@ -98,6 +99,11 @@ class _RBMEstimatorMixin:
         ]
         for name, valid, expected in checks:
             check_param(name, getattr(self, name), valid, expected)
+        if self.learn_sigma and self.visible_type != "gaussian":
+            raise InputError(
+                "learn_sigma=True learns the standard deviation of Gaussian input "
+                "units; set visible_type='gaussian', or learn_sigma=False"
+            )
 
     def _validate_X(self, X, *, reset: bool) -> np.ndarray:
         """Check ``X`` and return it as a float32 array.
@@ -233,9 +239,6 @@ class RBM(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
             self.n_components,
             is_int(self.n_components),
             "an int >= 1 (the number of hidden units)",
-        )
-        check_param(
-            "learn_sigma", self.learn_sigma, is_bool(self.learn_sigma), "True or False"
         )
 
     def fit(self, X, y=None) -> RBM:
@@ -374,9 +377,6 @@ class DBN(_RBMEstimatorMixin, TransformerMixin, BaseEstimator):
         )
         check_param(
             "use_labels", self.use_labels, is_bool(self.use_labels), "True or False"
-        )
-        check_param(
-            "learn_sigma", self.learn_sigma, is_bool(self.learn_sigma), "True or False"
         )
 
     def fit(self, X, y=None) -> DBN:

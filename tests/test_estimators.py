@@ -328,6 +328,17 @@ INVALID_PARAMS = {
         DBN((8, 4), learn_sigma="no"),
         "learn_sigma must be True or False, got 'no'",
     ),
+    "learn-sigma-bernoulli": (
+        RBM(4, learn_sigma=True),
+        (
+            "learn_sigma=True learns the standard deviation of Gaussian input units; "
+            "set visible_type='gaussian'"
+        ),
+    ),
+    "dbn-learn-sigma-bernoulli": (
+        DBN((8, 4), learn_sigma=True),
+        "set visible_type='gaussian', or learn_sigma=False",
+    ),
     "device-int": (RBM(4, device=0), "device must be 'auto', 'cpu', 'cuda'"),
     "units-int": (DBN((8, 4), units=3), "units must be a unit SPEC string"),
     "units-layer": (
