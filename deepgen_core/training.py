@@ -174,6 +174,31 @@ class RBMTrainingConfig:
         return cls(**{k: v for k, v in values.items() if k in known})
 
 
+def check_visible_values(
+    x: torch.Tensor, visible_type: str, name: str = "training data"
+) -> None:
+    """Raise :class:`InputError` when ``x`` has values its visible units cannot take.
+
+    Every value must be finite, and Bernoulli units need values in [0, 1].
+    ``name`` is how the message refers to ``x``.
+    """
+    finite = torch.isfinite(x)
+    if not bool(finite.all()):
+        bad_rows = (~finite).any(1).nonzero().flatten()
+        raise InputError(
+            f"{name} contains NaN or inf in {len(bad_rows)} rows "
+            f"(first: row {int(bad_rows[0])}); remove or impute those values"
+        )
+    if visible_type == "bernoulli":
+        low, high = float(x.min()), float(x.max())
+        if low < 0 or high > 1:
+            raise InputError(
+                f"Bernoulli visible units need values in [0, 1], got values from "
+                f"{low:g} to {high:g}; scale the data to [0, 1] (pixels: divide by "
+                "255) or use Gaussian visible units on standardised data"
+            )
+
+
 def check_training_data(
     x: torch.Tensor, n_visible: int, visible_type: str, config: RBMTrainingConfig
 ) -> None:
@@ -188,21 +213,7 @@ def check_training_data(
             f"training data has {x.shape[1]} features per row but the RBM has "
             f"{n_visible} visible units; use data with {n_visible} columns"
         )
-    finite = torch.isfinite(x)
-    if not bool(finite.all()):
-        bad_rows = (~finite).any(1).nonzero().flatten()
-        raise InputError(
-            f"training data contains NaN or inf in {len(bad_rows)} rows "
-            f"(first: row {int(bad_rows[0])}); remove or impute those values"
-        )
-    if visible_type == "bernoulli":
-        low, high = float(x.min()), float(x.max())
-        if low < 0 or high > 1:
-            raise InputError(
-                f"Bernoulli visible units need values in [0, 1], got values from "
-                f"{low:g} to {high:g}; scale the data to [0, 1] (pixels: divide by "
-                "255) or use Gaussian visible units on standardised data"
-            )
+    check_visible_values(x, visible_type)
     n, batch = x.shape[0], config.batch_size
     if batch > n:
         raise InputError(
