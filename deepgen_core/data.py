@@ -216,7 +216,7 @@ def load_dataset(
     close_names = difflib.get_close_matches(str(name).lower(), DATASET_NAMES, n=1)
     suggestion = f" Did you mean {close_names[0]!r}?" if close_names else ""
     raise InputError(
-        f"Unknown dataset {str(name)!r}.{suggestion} Valid names are "
+        f"unknown dataset {str(name)!r}.{suggestion} Valid names are "
         f"{', '.join(DATASET_NAMES)}. A path to a .npz or .csv file also works."
     )
 
@@ -346,7 +346,7 @@ def verify_files(
         return []
     if name not in IDX_SHA256:
         raise InputError(
-            f"Unknown dataset {name!r}. Valid names are {', '.join(DATASET_NAMES)}."
+            f"unknown dataset {name!r}. Valid names are {', '.join(DATASET_NAMES)}."
         )
 
     folder = _resolve_data_dir(data_dir) / name
@@ -378,11 +378,11 @@ def _verify_mnist10k() -> Path:
         "files with `python scripts/build_mnist10k.py MNIST_FOLDER`."
     )
     if not path.is_file():
-        raise InputError(f"Embedded dataset file {path} not found. {rebuild}")
+        raise InputError(f"embedded dataset file {path} not found. {rebuild}")
     actual = file_sha256(path)
     if actual != MNIST10K_SHA256:
         raise InputError(
-            f"Embedded dataset file {path} failed its SHA-256 checksum (found "
+            f"embedded dataset file {path} failed its SHA-256 checksum (found "
             f"{actual}, expected {MNIST10K_SHA256}), so the file is damaged. {rebuild}"
         )
     return path
@@ -445,7 +445,7 @@ def _download_from_mirrors(
             logger.warning("Download of %s failed: %s", url, exc)
             failures.append(f"{url} ({exc})")
     raise InputError(
-        f"Download of {filename} for {name} failed from every mirror: "
+        f"download of {filename} for {name} failed from every mirror: "
         f"{'; '.join(failures)}. Check the internet connection, or copy the file "
         f"into {target.parent} by hand."
     )
@@ -634,11 +634,11 @@ def load_user_file(path: str | os.PathLike[str]) -> Dataset:
     suffix = path.suffix.lower()
     if suffix not in USER_FILE_SUFFIXES:
         raise InputError(
-            f"Data file {path} has extension {path.suffix or '(none)'!r}. deepgen "
+            f"data file {path} has extension {path.suffix or '(none)'!r}. deepgen "
             f"reads {' and '.join(USER_FILE_SUFFIXES)} files."
         )
     if not path.is_file():
-        raise InputError(f"Data file {path} not found. Check the path.")
+        raise InputError(f"data file {path} not found. Check the path.")
 
     if suffix == ".npz":
         arrays = _read_npz(path)
@@ -713,16 +713,16 @@ def _read_npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.n
         # for object arrays instead of unpickling them.
         if "allow_pickle" not in str(exc):
             raise InputError(
-                f"Array {key!r} in NPZ file {path} could not be read ({exc})."
+                f"array {key!r} in NPZ file {path} could not be read ({exc})."
             ) from exc
         raise InputError(
-            f"Array {key!r} in NPZ file {path} is an object array, which deepgen does "
+            f"array {key!r} in NPZ file {path} is an object array, which deepgen does "
             f"not load because unpickling can run arbitrary code ({exc}). Save it as a "
             "numeric array, for example x.astype(numpy.float32)."
         ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(
-            f"Array {key!r} in NPZ file {path} could not be read ({exc}). The file "
+            f"array {key!r} in NPZ file {path} could not be read ({exc}). The file "
             "is damaged, so save the data again."
         ) from exc
 
@@ -910,7 +910,7 @@ def _hold_out_last_rows(
     """Split off the last 20% of the rows (rounded down, at least one)."""
     if len(x) < 2:
         raise InputError(
-            f"Data file {path} has {len(x)} row(s) and no separate test split. "
+            f"data file {path} has {len(x)} row(s) and no separate test split. "
             "deepgen needs at least 2 rows, one to train on and one to hold out."
         )
     n_test = max(1, len(x) // 5)
@@ -931,7 +931,7 @@ def _validate_test_split(
     )
     for key, rows in (("x_train", x_train), ("x_test", x_test)):
         if len(rows) == 0:
-            raise InputError(f"Array {key!r} in NPZ file {path} has no rows.")
+            raise InputError(f"array {key!r} in NPZ file {path} has no rows.")
     if x_test.shape[1] != x_train.shape[1]:
         raise InputError(
             f"NPZ file {path} has {x_train.shape[1]} features per row in x_train but "
@@ -975,7 +975,7 @@ def _validate_features(
     )
     if not (is_real or array.dtype == np.bool_):
         raise InputError(
-            f"{_capitalize(source)} has dtype {array.dtype}, but deepgen needs real "
+            f"{source} has dtype {array.dtype}, but deepgen needs real "
             "numbers. Convert it, for example with x.astype(numpy.float32)."
         )
     if array.ndim == 3:
@@ -986,11 +986,11 @@ def _validate_features(
         image_shape = _square_image_shape(array.shape[1])
     else:
         raise InputError(
-            f"{_capitalize(source)} has shape {array.shape}, but deepgen needs 2-D "
+            f"{source} has shape {array.shape}, but deepgen needs 2-D "
             "rows (n_samples, n_features) or 3-D images (n_samples, height, width)."
         )
     if array.shape[1] == 0:
-        raise InputError(f"{_capitalize(source)} has no feature columns.")
+        raise InputError(f"{source} has no feature columns.")
 
     if array.dtype == np.uint8:
         x = _scale_uint8(array)
@@ -1000,7 +1000,7 @@ def _validate_features(
     if not_finite.any():
         first_row = int(np.flatnonzero(not_finite.any(axis=1))[0])
         raise InputError(
-            f"{_capitalize(source)} contains {int(not_finite.sum())} NaN or infinite "
+            f"{source} contains {int(not_finite.sum())} NaN or infinite "
             f"values as float32, the first in {describe_row(first_row)}. Replace or "
             "remove them."
         )
@@ -1025,7 +1025,7 @@ def _validate_labels(
         return None
     if labels.ndim != 1 or len(labels) != n_rows:
         raise InputError(
-            f"{_capitalize(source)} has shape {labels.shape}, but the features have "
+            f"{source} has shape {labels.shape}, but the features have "
             f"{n_rows} rows, so ({n_rows},) labels are expected."
         )
     if np.issubdtype(labels.dtype, np.floating):
@@ -1033,13 +1033,13 @@ def _validate_labels(
         if not_integer.any():
             first_row = int(np.flatnonzero(not_integer)[0])
             raise InputError(
-                f"{_capitalize(source)} contains {int(not_integer.sum())} labels that "
-                f"are not integers, the first {labels[first_row]!r} in "
+                f"{source} contains {int(not_integer.sum())} labels that "
+                f"are not integers, the first {float(labels[first_row]):g} in "
                 f"{describe_row(first_row)}. Labels must be class numbers 0, 1, 2, ..."
             )
     elif not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
         raise InputError(
-            f"{_capitalize(source)} has dtype {labels.dtype}, but labels must be "
+            f"{source} has dtype {labels.dtype}, but labels must be "
             "integers 0, 1, 2, ... Map class names to numbers first."
         )
 
@@ -1048,15 +1048,11 @@ def _validate_labels(
     if negative.any():
         first_row = int(np.flatnonzero(negative)[0])
         raise InputError(
-            f"{_capitalize(source)} contains {int(negative.sum())} negative labels, "
+            f"{source} contains {int(negative.sum())} negative labels, "
             f"the first {int(labels[first_row])} in {describe_row(first_row)}. Labels "
             "must be class numbers 0, 1, 2, ..."
         )
     return labels
-
-
-def _capitalize(text: str) -> str:
-    return text[:1].upper() + text[1:]
 
 
 # --- Binarisation ----------------------------------------------------------------
@@ -1095,7 +1091,7 @@ def binarize(
     """
     if mode not in BINARIZE_MODES:
         raise InputError(
-            f"Unknown binarisation mode {mode!r}. Valid modes are "
+            f"unknown binarisation mode {mode!r}. Valid modes are "
             f"{', '.join(BINARIZE_MODES)}."
         )
     if mode == "none":
@@ -1107,7 +1103,7 @@ def binarize(
 
     if x.size and (x.min() < 0 or x.max() > 1):
         raise InputError(
-            f"Stochastic binarisation needs probabilities in [0, 1], but the values "
+            f"stochastic binarisation needs probabilities in [0, 1], but the values "
             f"range from {x.min()} to {x.max()}. Scale the data to [0, 1] first."
         )
     if rng is None:

@@ -353,7 +353,7 @@ def test_digits_split():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(InputError, match="Unknown dataset 'mnist10k'") as excinfo:
+    with pytest.raises(InputError, match="unknown dataset 'mnist10k'") as excinfo:
         load_dataset("mnist10k")
     message = str(excinfo.value)
     for name in DATASET_NAMES:
@@ -364,6 +364,27 @@ def test_unknown_name_lists_valid_names():
 def test_unknown_name_suggests_close_name():
     with pytest.raises(InputError, match="Did you mean 'fashion-mnist'"):
         load_dataset("Fashion_MNIST")
+
+
+def four_dimensional_npz(folder):
+    path = folder / "cube.npz"
+    np.savez(path, x=np.zeros((3, 2, 2, 2)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_name", "start"),
+    [
+        (lambda folder: "mnist10k", "unknown dataset 'mnist10k'"),
+        (lambda folder: str(folder / "missing.npz"), "data file "),
+        (four_dimensional_npz, "array 'x' in NPZ file "),
+    ],
+    ids=["unknown-name", "missing-file", "bad-array"],
+)
+def test_data_errors_start_lowercase(tmp_path, make_name, start):
+    with pytest.raises(InputError) as caught:
+        load_dataset(make_name(tmp_path))
+    assert str(caught.value).startswith(start)
 
 
 def test_missing_user_file_not_found(tmp_path):
@@ -481,8 +502,9 @@ def test_csv_negative_label(tmp_path):
 def test_csv_fractional_label(tmp_path):
     path = tmp_path / "fraction.csv"
     path.write_text("a,label\n1,0\n2,1.5\n3,1\n")
-    with pytest.raises(InputError, match="labels that are not integers"):
+    with pytest.raises(InputError, match="labels that are not integers") as caught:
         load_user_file(path)
+    assert "the first 1.5 in row 3." in str(caught.value)
 
 
 # --- NPZ files ------------------------------------------------------------------
@@ -694,6 +716,6 @@ def test_binarize_unknown_mode_lists_modes():
     x = np.zeros((1, 1), dtype=np.float32)
     with pytest.raises(
         InputError,
-        match="Unknown binarisation mode 'sample'.*none, threshold, stochastic",
+        match="unknown binarisation mode 'sample'.*none, threshold, stochastic",
     ):
         binarize(x, "sample")
