@@ -118,6 +118,10 @@ DOWNLOAD_MIRRORS: dict[str, tuple[str, ...]] = {
 
 BINARIZE_MODES: tuple[str, ...] = ("none", "threshold", "stochastic")
 USER_FILE_SUFFIXES: tuple[str, ...] = (".npz", ".csv")
+_DATASET_HINT = (
+    f"Pass the path of a {' or '.join(USER_FILE_SUFFIXES)} file, or a dataset name: "
+    f"{', '.join(DATASET_NAMES)}."
+)
 
 # IDX type codes (byte 2 of the magic number) and the dtypes they stand for.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -203,6 +207,8 @@ def load_dataset(
     """
     if isinstance(name, str) and name in DATASET_NAMES:
         return _load_builtin(name, data_dir)
+    if not str(name).strip():
+        raise InputError(f"no dataset given. {_DATASET_HINT}")
 
     path = Path(name).expanduser()
     looks_like_path = (
@@ -630,12 +636,20 @@ def load_user_file(path: str | os.PathLike[str]) -> Dataset:
         its data is invalid (fewer than 2 rows, NaN or inf, labels that are
         not non-negative integers or do not match the rows).
     """
+    if not str(path).strip():
+        raise InputError(f"no data file given. {_DATASET_HINT}")
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a folder, but a data file name is needed. {_DATASET_HINT}"
+        )
     suffix = path.suffix.lower()
+    if not suffix:
+        raise InputError(f"data file {path} has no extension. {_DATASET_HINT}")
     if suffix not in USER_FILE_SUFFIXES:
         raise InputError(
-            f"data file {path} has extension {path.suffix or '(none)'!r}. deepgen "
-            f"reads {' and '.join(USER_FILE_SUFFIXES)} files."
+            f"data file {path} has extension {path.suffix!r}. deepgen reads "
+            f"{' and '.join(USER_FILE_SUFFIXES)} files."
         )
     if not path.is_file():
         raise InputError(f"data file {path} not found. Check the path.")

@@ -399,6 +399,27 @@ def test_unknown_extension_rejected(tmp_path):
         load_dataset(str(path))
 
 
+@pytest.mark.parametrize(
+    ("make_name", "problem"),
+    [
+        (lambda folder: "", "no dataset given."),
+        (lambda folder: str(folder), "is a folder, but a data file name is needed."),
+        (lambda folder: str(folder / "rows"), "has no extension."),
+    ],
+    ids=["empty", "folder", "no-extension"],
+)
+def test_missing_file_name_lists_choices(tmp_path, make_name, problem):
+    (tmp_path / "rows").write_text("1,2\n3,4\n")
+    with pytest.raises(InputError) as caught:
+        load_dataset(make_name(tmp_path))
+    message = str(caught.value)
+    assert problem in message
+    assert "Pass the path of a .npz or .csv file, or a dataset name: " in message
+    for name in DATASET_NAMES:
+        assert name in message
+    assert "(none)" not in message
+
+
 # --- CSV files ------------------------------------------------------------------
 
 
