@@ -361,9 +361,9 @@ def verify_files(
     if missing:
         listed = ", ".join(str(path) for path in missing)
         raise InputError(
-            f"{name} data file(s) not found: {listed}. Download them with "
-            f"`deepgen data download {name}`, or set DEEPGEN_DATA_DIR to the folder "
-            f"that contains the {name}/ folder."
+            f"{name} data file(s) not found: {listed}.{_uncompressed_hint(missing)} "
+            f"Download them with `deepgen data download {name}`, or set "
+            f"DEEPGEN_DATA_DIR to the folder that contains the {name}/ folder."
         )
     for path in paths:
         expected = IDX_SHA256[name][path.name]
@@ -375,6 +375,19 @@ def verify_files(
                 f"download it again with `deepgen data download {name}`."
             )
     return paths
+
+
+def _uncompressed_hint(missing: list[Path]) -> str:
+    """Name uncompressed copies found in place of missing .gz files, if any."""
+    uncompressed = [path.with_suffix("") for path in missing]
+    found = [path.name for path in uncompressed if path.is_file()]
+    if not found:
+        return ""
+    return (
+        f" The folder contains the uncompressed file(s) {', '.join(found)}, but "
+        "deepgen reads only the published .gz files and checks their SHA-256 sums, "
+        "so keep the .gz files as downloaded."
+    )
 
 
 def _verify_mnist10k() -> Path:

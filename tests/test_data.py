@@ -183,6 +183,18 @@ def test_missing_idx_file_message(tmp_path):
     assert "`deepgen data download mnist`" in message
 
 
+def test_uncompressed_idx_file_is_named(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((2, 28, 28)))
+    with pytest.raises(InputError) as excinfo:
+        verify_files("mnist", tmp_path)
+    message = str(excinfo.value)
+    assert f"not found: {folder / 'train-images-idx3-ubyte.gz'}, " in message
+    assert "contains the uncompressed file(s) train-images-idx3-ubyte, " in message
+    assert "reads only the published .gz files" in message
+
+
 def test_idx_sum_mismatch_rejected(tmp_path):
     folder = tmp_path / "fashion-mnist"
     folder.mkdir()
