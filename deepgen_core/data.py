@@ -846,9 +846,19 @@ def _parse_csv_cell(path: Path, cell: str, row: int, column: int) -> float:
     except ValueError:
         pass
     problem = "an empty cell" if not cell.strip() else f"the text {cell.strip()!r}"
+    separator_hint = ""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if separator in cell:
+            separator_hint = (
+                f" The cell contains {name}, but the cells of a CSV file must be "
+                "separated by commas, so save the file again with commas as the "
+                "separator."
+            )
+            break
     raise InputError(
         f"CSV file {path} has {problem} at row {row}, column {column}, where a number is "
         "expected. Every cell below the optional header row must be a number."
+        f"{separator_hint}"
     )
 
 

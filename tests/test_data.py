@@ -481,6 +481,24 @@ def test_csv_text_cell_names_row_and_column(tmp_path):
         load_user_file(path)
 
 
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("a;b;label\n0.1;0.2;1\n0.3;0.4;0\n", "semicolons"),
+        ("a\tb\n0.1\t0.2\n0.3\t0.4\n", "tabs"),
+    ],
+    ids=["semicolons", "tabs"],
+)
+def test_csv_other_separator_asks_for_commas(tmp_path, text, name):
+    path = tmp_path / "separated.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match="at row 2, column 1") as caught:
+        load_user_file(path)
+    message = str(caught.value)
+    assert f"The cell contains {name}, but the cells of a CSV file" in message
+    assert "save the file again with commas as the separator." in message
+
+
 def test_csv_empty_cell_names_row_and_column(tmp_path):
     path = tmp_path / "gap.csv"
     path.write_text("1,2\n3,\n5,6\n")
