@@ -41,6 +41,8 @@ User files
 * CSV: numbers separated by commas, with an optional header row. A header
   column named ``label`` contains the labels, and all other columns are features.
 
+Labels are class numbers 0..K-1 with K at most ``MAX_CLASSES`` (1,000).
+
 Without an explicit test split, the last 20% of the rows (rounded down, at
 least one row) are held out. Images of shape (n_samples, height, width) are
 flattened to rows. uint8 data is divided by 255, and other numeric data is
@@ -116,6 +118,12 @@ DOWNLOAD_MIRRORS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+MAX_CLASSES = 1000
+"""Largest number of classes a user file may have, so its labels must be below it.
+
+With label units, training stores the labels one-hot as float32: 240 MB for
+60,000 rows and 1,000 classes, and 240 TB for a label of a billion."""
+
 BINARIZE_MODES: tuple[str, ...] = ("none", "threshold", "stochastic")
 USER_FILE_SUFFIXES: tuple[str, ...] = (".npz", ".csv")
 _DATASET_HINT = (
@@ -157,7 +165,8 @@ class Dataset:
         Shape of one image when each row is a flattened image, such as
         (28, 28) for MNIST and (8, 8) for digits.
     n_classes : int or None
-        Number of classes (maximum label + 1), None when unlabelled.
+        Number of classes (maximum label + 1, at most ``MAX_CLASSES`` for user
+        files), None when unlabelled.
     """
 
     name: str
@@ -1088,6 +1097,19 @@ def _validate_labels(
             f"{source} contains {int(negative.sum())} negative labels, "
             f"the first {int(labels[first_row])} in {describe_row(first_row)}. Labels "
             "must be class numbers 0, 1, 2, ..."
+        )
+    too_large = labels >= MAX_CLASSES
+    if too_large.any():
+        first_row = int(np.flatnonzero(too_large)[0])
+        largest = int(labels.max())
+        raise InputError(
+            f"{source} has labels up to {largest:,}, which would mean "
+            f"{largest + 1:,} classes, but deepgen accepts at most {MAX_CLASSES:,} "
+            f"({int(too_large.sum()):,} labels are {MAX_CLASSES:,} or more, the first "
+            f"in {describe_row(first_row)}). Labels must be numbered 0..K-1 for K "
+            "classes, so renumber them with one mapping for all splits: with "
+            "classes = numpy.unique(all_labels), each label becomes "
+            "numpy.searchsorted(classes, label)."
         )
     return labels
 

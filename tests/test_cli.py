@@ -268,6 +268,35 @@ def test_train_rejects_nan_in_npz(capsys, tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize("labels", [["--labels"], []], ids=["labels", "no-labels"])
+def test_train_rejects_huge_label_numbers(capsys, tmp_path, labels):
+    rng = np.random.default_rng(3)
+    data = tmp_path / "ybig.npz"
+    np.savez(
+        data,
+        x=rng.random((50, 4)).astype(np.float32),
+        y=rng.choice([0, 10**9, 2 * 10**9], 50),
+    )
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        str(data),
+        "--layers",
+        "8,8",
+        *labels,
+        "--batch-size",
+        "10",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == 2
+    assert err.count("error:") == 1
+    assert "which would mean 2,000,000,001 classes" in err
+    assert "Labels must be numbered 0..K-1" in err
+    assert not (tmp_path / "run").exists()
+
+
 def test_cuda_request_without_gpu_is_rejected(capsys, tmp_path):
     torch = pytest.importorskip("torch")
     if torch.cuda.is_available():

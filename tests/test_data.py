@@ -692,6 +692,53 @@ def test_npz_label_length_mismatch(tmp_path):
         load_user_file(path)
 
 
+def test_npz_huge_labels_rejected(tmp_path):
+    path = tmp_path / "ybig.npz"
+    y_train = np.array([0, 10**9, 2 * 10**9, 0, 10**9, 0])
+    y_test = np.array([2 * 10**9, 0])
+    np.savez(
+        path,
+        x_train=np.zeros((6, 3)),
+        y_train=y_train,
+        x_test=np.zeros((2, 3)),
+        y_test=y_test,
+    )
+    with pytest.raises(InputError) as caught:
+        load_user_file(path)
+    message = str(caught.value)
+    assert message.startswith("array 'y_train' in NPZ file ")
+    assert "has labels up to 2,000,000,000, which would mean 2,000,000,001 " in message
+    assert (
+        "accepts at most 1,000 (3 labels are 1,000 or more, the first in row index 1)"
+        in message
+    )
+    assert "Labels must be numbered 0..K-1" in message
+
+    classes = np.unique(np.concatenate([y_train, y_test]))
+    np.savez(
+        path,
+        x_train=np.zeros((6, 3)),
+        y_train=np.searchsorted(classes, y_train),
+        x_test=np.zeros((2, 3)),
+        y_test=np.searchsorted(classes, y_test),
+    )
+    renumbered = load_user_file(path)
+    assert renumbered.n_classes == 3
+    assert renumbered.y_train.tolist() == [0, 1, 2, 0, 1, 0]
+    assert renumbered.y_test.tolist() == [2, 0]
+
+
+def test_label_limit_is_max_classes(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("a,label\n0.5,0\n0.5,999\n0.5,1\n")
+    assert load_user_file(path).n_classes == data.MAX_CLASSES
+    path.write_text("a,label\n0.5,0\n0.5,1000\n0.5,1\n")
+    with pytest.raises(
+        InputError, match="the label column of CSV file .* up to 1,000,"
+    ):
+        load_user_file(path)
+
+
 def test_npz_string_features_rejected(tmp_path):
     path = tmp_path / "text.npz"
     np.savez(path, x=np.array([["a", "b"], ["c", "d"]]))
