@@ -221,6 +221,27 @@ def test_train_rejects_bad_batch_size(capsys, tmp_path, batch, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_digits_batch_error_recommends_drop_last(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--layers",
+        "64,64",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "d1"),
+    )
+    assert code == 2
+    assert "the 1437 training rows are not a multiple of the batch size 100" in err
+    assert "no batch size from 50 to 200 divides 1437, so use drop_last" in err
+    assert "leaves out 37 of the 1437 rows (2.6%) in each epoch" in err
+    assert "choose a batch size" not in err
+    assert not (tmp_path / "d1").exists()
+
+
 def test_train_with_drop_last_accepts_short_batch(capsys, tmp_path):
     data = tmp_path / "small.csv"
     rows = np.random.default_rng(1).random((100, 4)).round(3)
