@@ -1114,6 +1114,137 @@ def _validate_labels(
     return labels
 
 
+# --- Fingerprints of user files --------------------------------------------------
+
+
+def fingerprint_user_file(path: str | os.PathLike[str], dataset: Dataset) -> dict:
+    """Describe a user file and the data read from it, so later changes are found.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` or ``.csv`` file that ``dataset`` was loaded from.
+    dataset : Dataset
+        The data read from ``path`` by :func:`load_user_file`.
+
+    Returns
+    -------
+    dict
+        ``sha256`` and ``size_bytes`` of the file, ``data_sha256`` of the
+        arrays read from it, and ``n_features``, ``n_classes``, ``n_train``
+        and ``n_test`` of the data. The dict can be stored as JSON.
+    """
+    path = Path(path).expanduser()
+    return {
+        "sha256": file_sha256(path),
+        "size_bytes": path.stat().st_size,
+        "data_sha256": _data_sha256(dataset),
+        "n_features": dataset.n_features,
+        "n_classes": dataset.n_classes,
+        "n_train": len(dataset.x_train),
+        "n_test": len(dataset.x_test),
+    }
+
+
+def load_fingerprinted_file(path: str | os.PathLike[str], fingerprint: dict) -> Dataset:
+    """Load a user file and check that it still matches ``fingerprint``.
+
+    The file passes when its bytes are unchanged, or when it was saved again
+    with the same arrays (a CSV file written with other number formatting,
+    say).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` or ``.csv`` file.
+    fingerprint : dict
+        What :func:`fingerprint_user_file` returned when the file was first used.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    InputError
+        If the file is missing, invalid, or contains other data than
+        ``fingerprint`` describes, or if ``fingerprint`` is damaged.
+    """
+    path = Path(path).expanduser()
+    _check_fingerprint(path, fingerprint)
+    if not path.is_file():
+        return load_user_file(path)  # raises "not found"
+    same_size = path.stat().st_size == fingerprint["size_bytes"]
+    if same_size and file_sha256(path) == fingerprint["sha256"]:
+        return load_user_file(path)
+
+    changed = f"data file {path} changed since the run was trained on it."
+    fix = (
+        f"Restore the original file (SHA-256 {fingerprint['sha256']}), or train a new "
+        f"run on the new data with `deepgen train --dataset {path}`."
+    )
+    try:
+        dataset = load_user_file(path)
+    except InputError as error:
+        raise InputError(f"{changed} {fix} Reading it now fails: {error}") from None
+    if _data_sha256(dataset) == fingerprint["data_sha256"]:
+        logger.info("%s was saved again with the same data", path)
+        return dataset
+    was = _describe_fingerprint(fingerprint)
+    now = _describe_fingerprint(fingerprint_user_file(path, dataset))
+    if was == now:
+        difference = f"It still has {now}, but other values."
+    else:
+        difference = f"It had {was} and now has {now}."
+    raise InputError(f"{changed} {difference} {fix}")
+
+
+_FINGERPRINT_FIELDS = {
+    "sha256": str,
+    "size_bytes": int,
+    "data_sha256": str,
+    "n_features": int,
+    "n_classes": (int, type(None)),
+    "n_train": int,
+    "n_test": int,
+}
+
+
+def _check_fingerprint(path: Path, fingerprint: dict) -> None:
+    damaged = not isinstance(fingerprint, dict) or any(
+        not isinstance(fingerprint.get(key), kind)
+        for key, kind in _FINGERPRINT_FIELDS.items()
+    )
+    if damaged:
+        raise InputError(
+            f"the fingerprint of data file {path} in the run's config.json is "
+            "damaged, so deepgen cannot check that the file is the one the run was "
+            "trained on. Train a new run on the file."
+        )
+
+
+def _describe_fingerprint(fingerprint: dict) -> str:
+    n_classes = fingerprint["n_classes"]
+    labels = "no labels" if n_classes is None else f"{n_classes} classes"
+    return (
+        f"{fingerprint['n_train']} training and {fingerprint['n_test']} held-out rows "
+        f"of {fingerprint['n_features']} features with {labels}"
+    )
+
+
+def _data_sha256(dataset: Dataset) -> str:
+    """Hash the dtype, shape and values of every array of ``dataset``."""
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        array = getattr(dataset, name)
+        if array is None:
+            digest.update(f"{name}:none;".encode())
+            continue
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
+
+
 # --- Binarisation ----------------------------------------------------------------
 
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write_bytes
-from .data import USER_FILE_SUFFIXES, load_dataset
+from .data import USER_FILE_SUFFIXES, Dataset, fingerprint_user_file, load_dataset
 from .dbn import DBNModule, train_dbn
 from .device import make_generator, resolve_device
 from .embedding import embedding_key, project
@@ -67,16 +67,19 @@ def train_run(
         for leftover in run.path.rglob(".*.tmp"):
             # A write cut off by a crash; the file it was replacing is intact.
             leftover.unlink()
+        dataset = run.dataset()
     else:
         if config is None:
             raise InputError("a new run needs a configuration")
-        check_run_config(config)
+        dataset = check_run_config(config)
+        config.data_fingerprint = None
         if Path(config.dataset).suffix.lower() in USER_FILE_SUFFIXES:
             # A resumed run may start in another folder.
             config.dataset = str(Path(config.dataset).expanduser().resolve())
+            # Later commands compare the file with this to find changes.
+            config.data_fingerprint = fingerprint_user_file(config.dataset, dataset)
         run = create_run(out, config)
     config = run.config
-    dataset = run.dataset()
     device = run.device()
     x = to_tensor(dataset.x_train, device)
     y = to_tensor(dataset.y_train, device, torch.int64)
@@ -98,10 +101,11 @@ def train_run(
     return run
 
 
-def check_run_config(config: RunConfig) -> None:
+def check_run_config(config: RunConfig) -> Dataset:
     """Raise :class:`InputError` when ``config`` cannot train on its dataset.
 
     Runs before the run folder is created, so a bad request leaves no files.
+    Returns the dataset, loaded to check it.
     """
     config.dbn.rbm.validate()
     resolve_device(config.device)
@@ -119,6 +123,7 @@ def check_run_config(config: RunConfig) -> None:
         config.dbn.visible_type,
         dataset.n_classes if config.dbn.labels else 0,
     )
+    return dataset
 
 
 MAX_LAYER_SIZE = 100_000
