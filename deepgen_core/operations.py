@@ -126,6 +126,33 @@ def check_run_config(config: RunConfig) -> Dataset:
     return dataset
 
 
+def stage_dataset(run: Run, dbn: DBNModule) -> Dataset:
+    """Load the run's dataset and check that it fits ``dbn``, a net of the run.
+
+    For runs made before deepgen recorded data fingerprints, this check is
+    the only one: it finds another number of features, or more classes than
+    the net has label units, but not other values in the same shapes.
+    """
+    dataset = run.dataset()
+    if dataset.n_features != dbn.n_visible:
+        problem = (
+            f"has {dataset.n_features} features per row, but the run's net has "
+            f"{dbn.n_visible} input units"
+        )
+    elif dbn.n_labels and (dataset.n_classes or 0) > dbn.n_labels:
+        problem = (
+            f"has labels up to {dataset.n_classes - 1}, but the run's net has "
+            f"{dbn.n_labels} label units"
+        )
+    else:
+        return dataset
+    raise InputError(
+        f"dataset {run.config.dataset} {problem}, so it is not the data that run "
+        f"{run.path} was trained on; restore that data, or train a new run on this "
+        "data"
+    )
+
+
 MAX_LAYER_SIZE = 100_000
 """Largest hidden layer accepted: far above any DBN in the literature, and low
 enough that checking a configuration never tries to allocate a huge net."""
@@ -192,7 +219,7 @@ def finetune_run(
         check_updown_net(dbn)
     if method == "head" and config.units is not None:
         parse_units(config.units, layer_sizes(dbn))
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     if dataset.y_train is None:
         raise InputError(f"dataset {run.config.dataset} has no labels to fine-tune on")
     device = dbn.device
@@ -367,7 +394,7 @@ def probe_run(
 ) -> dict:
     """Train ``classifier`` on the units in ``spec`` and score the held-out split."""
     dbn = run.load_stage(stage)
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     if dataset.y_train is None or dataset.y_test is None:
         raise InputError(f"dataset {run.config.dataset} has no labels to probe with")
     selection = parse_units(spec, layer_sizes(dbn))
@@ -392,7 +419,7 @@ def embed_run(run: Run, params: dict) -> dict:
     if path.exists():
         return {"path": str(path), "cached": True, **keyed}
     dbn = run.load_stage(params["stage"])
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     x = dataset.x_train if params["split"] == "train" else dataset.x_test
     y = dataset.y_train if params["split"] == "train" else dataset.y_test
     n_images = params.get("n_images") or len(x)

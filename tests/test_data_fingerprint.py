@@ -191,3 +191,60 @@ def test_cli_rejects_changed_data_file(capsys, run_with_labels, command, change)
     assert f"data file {data} changed since the run was trained on it." in err
     assert sorted(path.name for path in (run_dir / "stages").iterdir()) == stages
     assert not (run_dir.parent / "f.npz").exists()
+
+
+def remove_fingerprint(run_dir):
+    """Rewrite config.json as deepgen wrote it before it recorded fingerprints."""
+    path = run_dir / "config.json"
+    config = json.loads(path.read_text())
+    del config["data_fingerprint"]
+    path.write_text(json.dumps(config))
+
+
+def test_run_without_fingerprint_still_opens(capsys, run_with_labels):
+    run_dir, _ = run_with_labels
+    remove_fingerprint(run_dir)
+    assert open_run(run_dir).config.data_fingerprint is None
+
+    code, err = run_cli(capsys, "probe", str(run_dir), "--units", "1:*")
+    assert code == 0, err
+    dataset = open_run(run_dir).dataset()
+    assert dataset.n_features == 20
+    assert dataset.n_classes == 3
+
+
+@pytest.mark.parametrize(
+    ("command", "change", "problem"),
+    [
+        (
+            ["features", "--units", "1:*", "--out", "{folder}/f.npz"],
+            {"n_features": 30},
+            "has 30 features per row, but the run's net has 20 input units",
+        ),
+        (
+            ["finetune", "--method", "updown", "--epochs", "1"],
+            {"n_classes": 7},
+            "has labels up to 6, but the run's net has 3 label units",
+        ),
+    ],
+    ids=["wider", "more-classes"],
+)
+def test_run_without_fingerprint_checks_net_shape(
+    capsys, run_with_labels, command, change, problem
+):
+    run_dir, data = run_with_labels
+    remove_fingerprint(run_dir)
+    write_npz(data, **change)
+
+    name, *options = command
+    options = [option.format(folder=run_dir.parent) for option in options]
+    code, err = run_cli(capsys, name, str(run_dir), *options)
+    assert code == 2
+    assert err.count("error:") == 1
+    assert "Traceback" not in err
+    assert f"dataset {data} {problem}, so it is not the data that run " in err
+    assert "restore that data, or train a new run on this data" in err
+    assert sorted(path.name for path in (run_dir / "stages").iterdir()) == [
+        "pretrained"
+    ]
+    assert not (run_dir.parent / "f.npz").exists()
