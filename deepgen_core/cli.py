@@ -50,6 +50,7 @@ from .operations import (
     layer_sizes,
     probe_run,
     sample_run,
+    stage_dataset,
     train_run,
 )
 from .progress import Progress, TrainingCancelled
@@ -854,7 +855,7 @@ def command_features(args) -> int:
     check_output_file(args.out, "--out", ".npz")
     run = open_run(args.run)
     dbn = run.load_stage(args.stage)
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     x = dataset.x_train if args.split == "train" else dataset.x_test
     y = dataset.y_train if args.split == "train" else dataset.y_test
     spec = parse_units(args.units, layer_sizes(dbn)).spec()

@@ -41,6 +41,8 @@ User files
 * CSV: numbers separated by commas, with an optional header row. A header
   column named ``label`` contains the labels, and all other columns are features.
 
+Labels are class numbers 0..K-1 with K at most ``MAX_CLASSES`` (1,000).
+
 Without an explicit test split, the last 20% of the rows (rounded down, at
 least one row) are held out. Images of shape (n_samples, height, width) are
 flattened to rows. uint8 data is divided by 255, and other numeric data is
@@ -116,8 +118,18 @@ DOWNLOAD_MIRRORS: dict[str, tuple[str, ...]] = {
     ),
 }
 
+MAX_CLASSES = 1000
+"""Largest number of classes a user file may have, so its labels must be below it.
+
+With label units, training stores the labels one-hot as float32: 240 MB for
+60,000 rows and 1,000 classes, and 240 TB for a label of a billion."""
+
 BINARIZE_MODES: tuple[str, ...] = ("none", "threshold", "stochastic")
 USER_FILE_SUFFIXES: tuple[str, ...] = (".npz", ".csv")
+_DATASET_HINT = (
+    f"Pass the path of a {' or '.join(USER_FILE_SUFFIXES)} file, or a dataset name: "
+    f"{', '.join(DATASET_NAMES)}."
+)
 
 # IDX type codes (byte 2 of the magic number) and the dtypes they stand for.
 _IDX_DTYPES: dict[int, np.dtype] = {
@@ -153,7 +165,8 @@ class Dataset:
         Shape of one image when each row is a flattened image, such as
         (28, 28) for MNIST and (8, 8) for digits.
     n_classes : int or None
-        Number of classes (maximum label + 1), None when unlabelled.
+        Number of classes (maximum label + 1, at most ``MAX_CLASSES`` for user
+        files), None when unlabelled.
     """
 
     name: str
@@ -203,6 +216,8 @@ def load_dataset(
     """
     if isinstance(name, str) and name in DATASET_NAMES:
         return _load_builtin(name, data_dir)
+    if not str(name).strip():
+        raise InputError(f"no dataset given. {_DATASET_HINT}")
 
     path = Path(name).expanduser()
     looks_like_path = (
@@ -216,7 +231,7 @@ def load_dataset(
     close_names = difflib.get_close_matches(str(name).lower(), DATASET_NAMES, n=1)
     suggestion = f" Did you mean {close_names[0]!r}?" if close_names else ""
     raise InputError(
-        f"Unknown dataset {str(name)!r}.{suggestion} Valid names are "
+        f"unknown dataset {str(name)!r}.{suggestion} Valid names are "
         f"{', '.join(DATASET_NAMES)}. A path to a .npz or .csv file also works."
     )
 
@@ -346,7 +361,7 @@ def verify_files(
         return []
     if name not in IDX_SHA256:
         raise InputError(
-            f"Unknown dataset {name!r}. Valid names are {', '.join(DATASET_NAMES)}."
+            f"unknown dataset {name!r}. Valid names are {', '.join(DATASET_NAMES)}."
         )
 
     folder = _resolve_data_dir(data_dir) / name
@@ -355,9 +370,9 @@ def verify_files(
     if missing:
         listed = ", ".join(str(path) for path in missing)
         raise InputError(
-            f"{name} data file(s) not found: {listed}. Download them with "
-            f"`deepgen data download {name}`, or set DEEPGEN_DATA_DIR to the folder "
-            f"that contains the {name}/ folder."
+            f"{name} data file(s) not found: {listed}.{_uncompressed_hint(missing)} "
+            f"Download them with `deepgen data download {name}`, or set "
+            f"DEEPGEN_DATA_DIR to the folder that contains the {name}/ folder."
         )
     for path in paths:
         expected = IDX_SHA256[name][path.name]
@@ -371,6 +386,19 @@ def verify_files(
     return paths
 
 
+def _uncompressed_hint(missing: list[Path]) -> str:
+    """Name uncompressed copies found in place of missing .gz files, if any."""
+    uncompressed = [path.with_suffix("") for path in missing]
+    found = [path.name for path in uncompressed if path.is_file()]
+    if not found:
+        return ""
+    return (
+        f" The folder contains the uncompressed file(s) {', '.join(found)}, but "
+        "deepgen reads only the published .gz files and checks their SHA-256 sums, "
+        "so keep the .gz files as downloaded."
+    )
+
+
 def _verify_mnist10k() -> Path:
     path = MNIST10K_PATH
     rebuild = (
@@ -378,11 +406,11 @@ def _verify_mnist10k() -> Path:
         "files with `python scripts/build_mnist10k.py MNIST_FOLDER`."
     )
     if not path.is_file():
-        raise InputError(f"Embedded dataset file {path} not found. {rebuild}")
+        raise InputError(f"embedded dataset file {path} not found. {rebuild}")
     actual = file_sha256(path)
     if actual != MNIST10K_SHA256:
         raise InputError(
-            f"Embedded dataset file {path} failed its SHA-256 checksum (found "
+            f"embedded dataset file {path} failed its SHA-256 checksum (found "
             f"{actual}, expected {MNIST10K_SHA256}), so the file is damaged. {rebuild}"
         )
     return path
@@ -445,7 +473,7 @@ def _download_from_mirrors(
             logger.warning("Download of %s failed: %s", url, exc)
             failures.append(f"{url} ({exc})")
     raise InputError(
-        f"Download of {filename} for {name} failed from every mirror: "
+        f"download of {filename} for {name} failed from every mirror: "
         f"{'; '.join(failures)}. Check the internet connection, or copy the file "
         f"into {target.parent} by hand."
     )
@@ -630,15 +658,23 @@ def load_user_file(path: str | os.PathLike[str]) -> Dataset:
         its data is invalid (fewer than 2 rows, NaN or inf, labels that are
         not non-negative integers or do not match the rows).
     """
+    if not str(path).strip():
+        raise InputError(f"no data file given. {_DATASET_HINT}")
     path = Path(path).expanduser()
+    if path.is_dir():
+        raise InputError(
+            f"{path} is a folder, but a data file name is needed. {_DATASET_HINT}"
+        )
     suffix = path.suffix.lower()
+    if not suffix:
+        raise InputError(f"data file {path} has no extension. {_DATASET_HINT}")
     if suffix not in USER_FILE_SUFFIXES:
         raise InputError(
-            f"Data file {path} has extension {path.suffix or '(none)'!r}. deepgen "
-            f"reads {' and '.join(USER_FILE_SUFFIXES)} files."
+            f"data file {path} has extension {path.suffix!r}. deepgen reads "
+            f"{' and '.join(USER_FILE_SUFFIXES)} files."
         )
     if not path.is_file():
-        raise InputError(f"Data file {path} not found. Check the path.")
+        raise InputError(f"data file {path} not found. Check the path.")
 
     if suffix == ".npz":
         arrays = _read_npz(path)
@@ -713,16 +749,16 @@ def _read_npz_array(archive: np.lib.npyio.NpzFile, key: str, path: Path) -> np.n
         # for object arrays instead of unpickling them.
         if "allow_pickle" not in str(exc):
             raise InputError(
-                f"Array {key!r} in NPZ file {path} could not be read ({exc})."
+                f"array {key!r} in NPZ file {path} could not be read ({exc})."
             ) from exc
         raise InputError(
-            f"Array {key!r} in NPZ file {path} is an object array, which deepgen does "
+            f"array {key!r} in NPZ file {path} is an object array, which deepgen does "
             f"not load because unpickling can run arbitrary code ({exc}). Save it as a "
             "numeric array, for example x.astype(numpy.float32)."
         ) from exc
     except (OSError, EOFError, zipfile.BadZipFile) as exc:
         raise InputError(
-            f"Array {key!r} in NPZ file {path} could not be read ({exc}). The file "
+            f"array {key!r} in NPZ file {path} could not be read ({exc}). The file "
             "is damaged, so save the data again."
         ) from exc
 
@@ -819,9 +855,19 @@ def _parse_csv_cell(path: Path, cell: str, row: int, column: int) -> float:
     except ValueError:
         pass
     problem = "an empty cell" if not cell.strip() else f"the text {cell.strip()!r}"
+    separator_hint = ""
+    for separator, name in ((";", "semicolons"), ("\t", "tabs")):
+        if separator in cell:
+            separator_hint = (
+                f" The cell contains {name}, but the cells of a CSV file must be "
+                "separated by commas, so save the file again with commas as the "
+                "separator."
+            )
+            break
     raise InputError(
         f"CSV file {path} has {problem} at row {row}, column {column}, where a number is "
         "expected. Every cell below the optional header row must be a number."
+        f"{separator_hint}"
     )
 
 
@@ -910,7 +956,7 @@ def _hold_out_last_rows(
     """Split off the last 20% of the rows (rounded down, at least one)."""
     if len(x) < 2:
         raise InputError(
-            f"Data file {path} has {len(x)} row(s) and no separate test split. "
+            f"data file {path} has {len(x)} row(s) and no separate test split. "
             "deepgen needs at least 2 rows, one to train on and one to hold out."
         )
     n_test = max(1, len(x) // 5)
@@ -931,7 +977,7 @@ def _validate_test_split(
     )
     for key, rows in (("x_train", x_train), ("x_test", x_test)):
         if len(rows) == 0:
-            raise InputError(f"Array {key!r} in NPZ file {path} has no rows.")
+            raise InputError(f"array {key!r} in NPZ file {path} has no rows.")
     if x_test.shape[1] != x_train.shape[1]:
         raise InputError(
             f"NPZ file {path} has {x_train.shape[1]} features per row in x_train but "
@@ -975,7 +1021,7 @@ def _validate_features(
     )
     if not (is_real or array.dtype == np.bool_):
         raise InputError(
-            f"{_capitalize(source)} has dtype {array.dtype}, but deepgen needs real "
+            f"{source} has dtype {array.dtype}, but deepgen needs real "
             "numbers. Convert it, for example with x.astype(numpy.float32)."
         )
     if array.ndim == 3:
@@ -986,11 +1032,11 @@ def _validate_features(
         image_shape = _square_image_shape(array.shape[1])
     else:
         raise InputError(
-            f"{_capitalize(source)} has shape {array.shape}, but deepgen needs 2-D "
+            f"{source} has shape {array.shape}, but deepgen needs 2-D "
             "rows (n_samples, n_features) or 3-D images (n_samples, height, width)."
         )
     if array.shape[1] == 0:
-        raise InputError(f"{_capitalize(source)} has no feature columns.")
+        raise InputError(f"{source} has no feature columns.")
 
     if array.dtype == np.uint8:
         x = _scale_uint8(array)
@@ -1000,7 +1046,7 @@ def _validate_features(
     if not_finite.any():
         first_row = int(np.flatnonzero(not_finite.any(axis=1))[0])
         raise InputError(
-            f"{_capitalize(source)} contains {int(not_finite.sum())} NaN or infinite "
+            f"{source} contains {int(not_finite.sum())} NaN or infinite "
             f"values as float32, the first in {describe_row(first_row)}. Replace or "
             "remove them."
         )
@@ -1025,7 +1071,7 @@ def _validate_labels(
         return None
     if labels.ndim != 1 or len(labels) != n_rows:
         raise InputError(
-            f"{_capitalize(source)} has shape {labels.shape}, but the features have "
+            f"{source} has shape {labels.shape}, but the features have "
             f"{n_rows} rows, so ({n_rows},) labels are expected."
         )
     if np.issubdtype(labels.dtype, np.floating):
@@ -1033,13 +1079,13 @@ def _validate_labels(
         if not_integer.any():
             first_row = int(np.flatnonzero(not_integer)[0])
             raise InputError(
-                f"{_capitalize(source)} contains {int(not_integer.sum())} labels that "
-                f"are not integers, the first {labels[first_row]!r} in "
+                f"{source} contains {int(not_integer.sum())} labels that "
+                f"are not integers, the first {float(labels[first_row]):g} in "
                 f"{describe_row(first_row)}. Labels must be class numbers 0, 1, 2, ..."
             )
     elif not (np.issubdtype(labels.dtype, np.integer) or labels.dtype == np.bool_):
         raise InputError(
-            f"{_capitalize(source)} has dtype {labels.dtype}, but labels must be "
+            f"{source} has dtype {labels.dtype}, but labels must be "
             "integers 0, 1, 2, ... Map class names to numbers first."
         )
 
@@ -1048,15 +1094,155 @@ def _validate_labels(
     if negative.any():
         first_row = int(np.flatnonzero(negative)[0])
         raise InputError(
-            f"{_capitalize(source)} contains {int(negative.sum())} negative labels, "
+            f"{source} contains {int(negative.sum())} negative labels, "
             f"the first {int(labels[first_row])} in {describe_row(first_row)}. Labels "
             "must be class numbers 0, 1, 2, ..."
+        )
+    too_large = labels >= MAX_CLASSES
+    if too_large.any():
+        first_row = int(np.flatnonzero(too_large)[0])
+        largest = int(labels.max())
+        raise InputError(
+            f"{source} has labels up to {largest:,}, which would mean "
+            f"{largest + 1:,} classes, but deepgen accepts at most {MAX_CLASSES:,} "
+            f"({int(too_large.sum()):,} labels are {MAX_CLASSES:,} or more, the first "
+            f"in {describe_row(first_row)}). Labels must be numbered 0..K-1 for K "
+            "classes, so renumber them with one mapping for all splits: with "
+            "classes = numpy.unique(all_labels), each label becomes "
+            "numpy.searchsorted(classes, label)."
         )
     return labels
 
 
-def _capitalize(text: str) -> str:
-    return text[:1].upper() + text[1:]
+# --- Fingerprints of user files --------------------------------------------------
+
+
+def fingerprint_user_file(path: str | os.PathLike[str], dataset: Dataset) -> dict:
+    """Describe a user file and the data read from it, so later changes are found.
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` or ``.csv`` file that ``dataset`` was loaded from.
+    dataset : Dataset
+        The data read from ``path`` by :func:`load_user_file`.
+
+    Returns
+    -------
+    dict
+        ``sha256`` and ``size_bytes`` of the file, ``data_sha256`` of the
+        arrays read from it, and ``n_features``, ``n_classes``, ``n_train``
+        and ``n_test`` of the data. The dict can be stored as JSON.
+    """
+    path = Path(path).expanduser()
+    return {
+        "sha256": file_sha256(path),
+        "size_bytes": path.stat().st_size,
+        "data_sha256": _data_sha256(dataset),
+        "n_features": dataset.n_features,
+        "n_classes": dataset.n_classes,
+        "n_train": len(dataset.x_train),
+        "n_test": len(dataset.x_test),
+    }
+
+
+def load_fingerprinted_file(path: str | os.PathLike[str], fingerprint: dict) -> Dataset:
+    """Load a user file and check that it still matches ``fingerprint``.
+
+    The file passes when its bytes are unchanged, or when it was saved again
+    with the same arrays (a CSV file written with other number formatting,
+    say).
+
+    Parameters
+    ----------
+    path : str or path-like
+        The ``.npz`` or ``.csv`` file.
+    fingerprint : dict
+        What :func:`fingerprint_user_file` returned when the file was first used.
+
+    Returns
+    -------
+    Dataset
+
+    Raises
+    ------
+    InputError
+        If the file is missing, invalid, or contains other data than
+        ``fingerprint`` describes, or if ``fingerprint`` is damaged.
+    """
+    path = Path(path).expanduser()
+    _check_fingerprint(path, fingerprint)
+    if not path.is_file():
+        return load_user_file(path)  # raises "not found"
+    same_size = path.stat().st_size == fingerprint["size_bytes"]
+    if same_size and file_sha256(path) == fingerprint["sha256"]:
+        return load_user_file(path)
+
+    changed = f"data file {path} changed since the run was trained on it."
+    fix = (
+        f"Restore the original file (SHA-256 {fingerprint['sha256']}), or train a new "
+        f"run on the new data with `deepgen train --dataset {path}`."
+    )
+    try:
+        dataset = load_user_file(path)
+    except InputError as error:
+        raise InputError(f"{changed} {fix} Reading it now fails: {error}") from None
+    if _data_sha256(dataset) == fingerprint["data_sha256"]:
+        logger.info("%s was saved again with the same data", path)
+        return dataset
+    was = _describe_fingerprint(fingerprint)
+    now = _describe_fingerprint(fingerprint_user_file(path, dataset))
+    if was == now:
+        difference = f"It still has {now}, but other values."
+    else:
+        difference = f"It had {was} and now has {now}."
+    raise InputError(f"{changed} {difference} {fix}")
+
+
+_FINGERPRINT_FIELDS = {
+    "sha256": str,
+    "size_bytes": int,
+    "data_sha256": str,
+    "n_features": int,
+    "n_classes": (int, type(None)),
+    "n_train": int,
+    "n_test": int,
+}
+
+
+def _check_fingerprint(path: Path, fingerprint: dict) -> None:
+    damaged = not isinstance(fingerprint, dict) or any(
+        not isinstance(fingerprint.get(key), kind)
+        for key, kind in _FINGERPRINT_FIELDS.items()
+    )
+    if damaged:
+        raise InputError(
+            f"the fingerprint of data file {path} in the run's config.json is "
+            "damaged, so deepgen cannot check that the file is the one the run was "
+            "trained on. Train a new run on the file."
+        )
+
+
+def _describe_fingerprint(fingerprint: dict) -> str:
+    n_classes = fingerprint["n_classes"]
+    labels = "no labels" if n_classes is None else f"{n_classes} classes"
+    return (
+        f"{fingerprint['n_train']} training and {fingerprint['n_test']} held-out rows "
+        f"of {fingerprint['n_features']} features with {labels}"
+    )
+
+
+def _data_sha256(dataset: Dataset) -> str:
+    """Hash the dtype, shape and values of every array of ``dataset``."""
+    digest = hashlib.sha256()
+    for name in ("x_train", "y_train", "x_test", "y_test"):
+        array = getattr(dataset, name)
+        if array is None:
+            digest.update(f"{name}:none;".encode())
+            continue
+        digest.update(f"{name}:{array.dtype.str}:{array.shape};".encode())
+        digest.update(np.ascontiguousarray(array).data)
+    return digest.hexdigest()
 
 
 # --- Binarisation ----------------------------------------------------------------
@@ -1095,7 +1281,7 @@ def binarize(
     """
     if mode not in BINARIZE_MODES:
         raise InputError(
-            f"Unknown binarisation mode {mode!r}. Valid modes are "
+            f"unknown binarisation mode {mode!r}. Valid modes are "
             f"{', '.join(BINARIZE_MODES)}."
         )
     if mode == "none":
@@ -1107,7 +1293,7 @@ def binarize(
 
     if x.size and (x.min() < 0 or x.max() > 1):
         raise InputError(
-            f"Stochastic binarisation needs probabilities in [0, 1], but the values "
+            f"stochastic binarisation needs probabilities in [0, 1], but the values "
             f"range from {x.min()} to {x.max()}. Scale the data to [0, 1] first."
         )
     if rng is None:

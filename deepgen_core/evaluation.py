@@ -44,7 +44,12 @@ from .likelihood import (
     ais_log_partition,
     scaled_betas,
 )
-from .operations import class_accuracy, layer_activations, probe_features
+from .operations import (
+    class_accuracy,
+    layer_activations,
+    probe_features,
+    stage_dataset,
+)
 from .progress import Progress, ProgressCallback, StopCheck, check_stop, report
 from .quality import full_sample_quality, load_reference
 from .rbm import log_partition_exact
@@ -309,7 +314,7 @@ def evaluate_run(
     weights = run.stage_dir(stage) / "model.safetensors"
     stamp = weights.stat().st_mtime_ns
     info = run.stage_info(stage).get("info", {})
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     device = dbn.device
     settings = {
         "ais_runs": ais_runs,

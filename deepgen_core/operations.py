@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .checkpoint import atomic_write_bytes
-from .data import USER_FILE_SUFFIXES, load_dataset
+from .data import USER_FILE_SUFFIXES, Dataset, fingerprint_user_file, load_dataset
 from .dbn import DBNModule, train_dbn
 from .device import make_generator, resolve_device
 from .embedding import embedding_key, project
@@ -69,16 +69,19 @@ def train_run(
         for leftover in run.path.rglob(".*.tmp"):
             # A write cut off by a crash; the file it was replacing is intact.
             leftover.unlink()
+        dataset = run.dataset()
     else:
         if config is None:
             raise InputError("a new run needs a configuration")
-        check_run_config(config)
+        dataset = check_run_config(config)
+        config.data_fingerprint = None
         if Path(config.dataset).suffix.lower() in USER_FILE_SUFFIXES:
             # A resumed run may start in another folder.
             config.dataset = str(Path(config.dataset).expanduser().resolve())
+            # Later commands compare the file with this to find changes.
+            config.data_fingerprint = fingerprint_user_file(config.dataset, dataset)
         run = create_run(out, config)
     config = run.config
-    dataset = run.dataset()
     device = run.device()
     x = to_tensor(dataset.x_train, device)
     y = to_tensor(dataset.y_train, device, torch.int64)
@@ -100,10 +103,11 @@ def train_run(
     return run
 
 
-def check_run_config(config: RunConfig) -> None:
+def check_run_config(config: RunConfig) -> Dataset:
     """Raise :class:`InputError` when ``config`` cannot train on its dataset.
 
     Runs before the run folder is created, so a bad request leaves no files.
+    Returns the dataset, loaded to check it.
     """
     config.dbn.rbm.validate()
     resolve_device(config.device)
@@ -120,6 +124,34 @@ def check_run_config(config: RunConfig) -> None:
         config.dbn.layers,
         config.dbn.visible_type,
         dataset.n_classes if config.dbn.labels else 0,
+    )
+    return dataset
+
+
+def stage_dataset(run: Run, dbn: DBNModule) -> Dataset:
+    """Load the run's dataset and check that it fits ``dbn``, a net of the run.
+
+    For runs made before deepgen recorded data fingerprints, this check is
+    the only one: it finds another number of features, or more classes than
+    the net has label units, but not other values in the same shapes.
+    """
+    dataset = run.dataset()
+    if dataset.n_features != dbn.n_visible:
+        problem = (
+            f"has {dataset.n_features} features per row, but the run's net has "
+            f"{dbn.n_visible} input units"
+        )
+    elif dbn.n_labels and (dataset.n_classes or 0) > dbn.n_labels:
+        problem = (
+            f"has labels up to {dataset.n_classes - 1}, but the run's net has "
+            f"{dbn.n_labels} label units"
+        )
+    else:
+        return dataset
+    raise InputError(
+        f"dataset {run.config.dataset} {problem}, so it is not the data that run "
+        f"{run.path} was trained on; restore that data, or train a new run on this "
+        "data"
     )
 
 
@@ -189,7 +221,7 @@ def finetune_run(
         check_updown_net(dbn)
     if method == "head" and config.units is not None:
         parse_units(config.units, layer_sizes(dbn))
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     if dataset.y_train is None:
         raise InputError(f"dataset {run.config.dataset} has no labels to fine-tune on")
     device = dbn.device
@@ -364,7 +396,7 @@ def probe_run(
 ) -> dict:
     """Train ``classifier`` on the units in ``spec`` and score the held-out split."""
     dbn = run.load_stage(stage)
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     if dataset.y_train is None or dataset.y_test is None:
         raise InputError(f"dataset {run.config.dataset} has no labels to probe with")
     selection = parse_units(spec, layer_sizes(dbn))
@@ -389,7 +421,7 @@ def embed_run(run: Run, params: dict) -> dict:
     if path.exists():
         return {"path": str(path), "cached": True, **keyed}
     dbn = run.load_stage(params["stage"])
-    dataset = run.dataset()
+    dataset = stage_dataset(run, dbn)
     x = dataset.x_train if params["split"] == "train" else dataset.x_test
     y = dataset.y_train if params["split"] == "train" else dataset.y_test
     n_images = params.get("n_images") or len(x)

@@ -44,7 +44,7 @@ from .checkpoint import (
     read_json,
     save_tensors,
 )
-from .data import Dataset, load_dataset
+from .data import Dataset, load_dataset, load_fingerprinted_file
 from .dbn import DBNConfig, DBNModule, TrainingState
 from .device import resolve_device
 from .errors import InputError
@@ -79,13 +79,21 @@ class RunConfig:
     dataset: str
     dbn: DBNConfig
     device: str = "auto"
+    data_fingerprint: dict | None = None
+    """For a user file, what :func:`deepgen_core.data.fingerprint_user_file`
+    recorded when the run was created. None for built-in datasets, whose files
+    are checked by SHA-256 on every load, and for runs made before deepgen
+    recorded fingerprints."""
 
     def to_dict(self) -> dict:
-        return {
+        values = {
             "dataset": self.dataset,
             "device": self.device,
             "dbn": self.dbn.to_dict(),
         }
+        if self.data_fingerprint is not None:
+            values["data_fingerprint"] = self.data_fingerprint
+        return values
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
@@ -94,6 +102,7 @@ class RunConfig:
                 dataset=values["dataset"],
                 device=values.get("device", "auto"),
                 dbn=DBNConfig.from_dict(values["dbn"]),
+                data_fingerprint=values.get("data_fingerprint"),
             )
         except (KeyError, TypeError) as error:
             raise InputError(
@@ -146,7 +155,12 @@ class Run:
         return read_jsonl(self.path / "metrics.jsonl")
 
     def dataset(self) -> Dataset:
-        return load_dataset(self.config.dataset)
+        """Load the run's dataset, checking a user file against its fingerprint."""
+        if self.config.data_fingerprint is None:
+            return load_dataset(self.config.dataset)
+        return load_fingerprinted_file(
+            self.config.dataset, self.config.data_fingerprint
+        )
 
     def device(self) -> torch.device:
         return resolve_device(self.config.device)

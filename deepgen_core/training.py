@@ -221,14 +221,37 @@ def check_training_data(
             f"use a batch size of at most {n}"
         )
     if n % batch and not config.drop_last:
-        divisors = [d for d in range(max(1, batch // 2), batch * 2 + 1) if n % d == 0]
-        hint = f" (batch sizes that divide it: {divisors[:4]})" if divisors else ""
         raise InputError(
             f"the {n} training rows are not a multiple of the batch size {batch}, "
-            f"so the last batch would be short; choose a batch size that divides "
-            f"{n}{hint}, or allow dropping the last {n % batch} rows of each "
-            "shuffled epoch with drop_last (--drop-last)"
+            f"so the last batch would be short; {batch_size_advice(n, batch)}"
         )
+
+
+def batch_size_advice(n_rows: int, batch_size: int) -> str:
+    """Suggest batch sizes within a factor of 2 that divide ``n_rows``, or drop_last.
+
+    Returns the second half of the error for a batch size that does not
+    divide ``n_rows``.
+    """
+    low, high = math.ceil(batch_size / 2), min(n_rows, batch_size * 2)
+    divisors = [size for size in range(low, high + 1) if n_rows % size == 0]
+    n_dropped = n_rows % batch_size
+    rows, others = ("row", "another") if n_dropped == 1 else ("rows", "others")
+    if divisors:
+        nearest = sorted(sorted(divisors, key=lambda size: abs(size - batch_size))[:3])
+        listed = ", ".join(str(size) for size in nearest[:-1])
+        listed = f"{listed} or {nearest[-1]}" if listed else str(nearest[-1])
+        return (
+            f"choose a batch size that divides {n_rows}, such as {listed}, or allow "
+            f"dropping the last {n_dropped} {rows} of each shuffled epoch with "
+            "drop_last (--drop-last)"
+        )
+    return (
+        f"no batch size from {low} to {high} divides {n_rows}, so use drop_last "
+        f"(--drop-last), which leaves out {n_dropped} of the {n_rows} rows "
+        f"({n_dropped / n_rows:.1%}) in each epoch, {others} each time because "
+        "the rows are shuffled"
+    )
 
 
 class CDTrainer:

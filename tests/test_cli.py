@@ -290,6 +290,27 @@ def test_train_rejects_bad_batch_size(capsys, tmp_path, batch, message):
     assert not (tmp_path / "run").exists()
 
 
+def test_digits_batch_error_recommends_drop_last(capsys, tmp_path):
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        "digits",
+        "--layers",
+        "64,64",
+        "--epochs",
+        "2",
+        "--out",
+        str(tmp_path / "d1"),
+    )
+    assert code == 2
+    assert "the 1437 training rows are not a multiple of the batch size 100" in err
+    assert "no batch size from 50 to 200 divides 1437, so use drop_last" in err
+    assert "leaves out 37 of the 1437 rows (2.6%) in each epoch" in err
+    assert "choose a batch size" not in err
+    assert not (tmp_path / "d1").exists()
+
+
 def test_train_with_drop_last_accepts_short_batch(capsys, tmp_path):
     data = tmp_path / "small.csv"
     rows = np.random.default_rng(1).random((100, 4)).round(3)
@@ -334,6 +355,35 @@ def test_train_rejects_nan_in_npz(capsys, tmp_path):
     )
     assert code == 2
     assert "NaN" in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("labels", [["--labels"], []], ids=["labels", "no-labels"])
+def test_train_rejects_huge_label_numbers(capsys, tmp_path, labels):
+    rng = np.random.default_rng(3)
+    data = tmp_path / "ybig.npz"
+    np.savez(
+        data,
+        x=rng.random((50, 4)).astype(np.float32),
+        y=rng.choice([0, 10**9, 2 * 10**9], 50),
+    )
+    code, _, err = run_cli(
+        capsys,
+        "train",
+        "--dataset",
+        str(data),
+        "--layers",
+        "8,8",
+        *labels,
+        "--batch-size",
+        "10",
+        "--out",
+        str(tmp_path / "run"),
+    )
+    assert code == 2
+    assert err.count("error:") == 1
+    assert "which would mean 2,000,000,001 classes" in err
+    assert "Labels must be numbered 0..K-1" in err
     assert not (tmp_path / "run").exists()
 
 

@@ -183,6 +183,18 @@ def test_missing_idx_file_message(tmp_path):
     assert "`deepgen data download mnist`" in message
 
 
+def test_uncompressed_idx_file_is_named(tmp_path):
+    folder = tmp_path / "mnist"
+    folder.mkdir()
+    write_idx(folder / "train-images-idx3-ubyte", np.zeros((2, 28, 28)))
+    with pytest.raises(InputError) as excinfo:
+        verify_files("mnist", tmp_path)
+    message = str(excinfo.value)
+    assert f"not found: {folder / 'train-images-idx3-ubyte.gz'}, " in message
+    assert "contains the uncompressed file(s) train-images-idx3-ubyte, " in message
+    assert "reads only the published .gz files" in message
+
+
 def test_idx_sum_mismatch_rejected(tmp_path):
     folder = tmp_path / "fashion-mnist"
     folder.mkdir()
@@ -353,7 +365,7 @@ def test_digits_split():
 
 
 def test_unknown_name_lists_valid_names():
-    with pytest.raises(InputError, match="Unknown dataset 'mnist10k'") as excinfo:
+    with pytest.raises(InputError, match="unknown dataset 'mnist10k'") as excinfo:
         load_dataset("mnist10k")
     message = str(excinfo.value)
     for name in DATASET_NAMES:
@@ -366,6 +378,27 @@ def test_unknown_name_suggests_close_name():
         load_dataset("Fashion_MNIST")
 
 
+def four_dimensional_npz(folder):
+    path = folder / "cube.npz"
+    np.savez(path, x=np.zeros((3, 2, 2, 2)))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("make_name", "start"),
+    [
+        (lambda folder: "mnist10k", "unknown dataset 'mnist10k'"),
+        (lambda folder: str(folder / "missing.npz"), "data file "),
+        (four_dimensional_npz, "array 'x' in NPZ file "),
+    ],
+    ids=["unknown-name", "missing-file", "bad-array"],
+)
+def test_data_errors_start_lowercase(tmp_path, make_name, start):
+    with pytest.raises(InputError) as caught:
+        load_dataset(make_name(tmp_path))
+    assert str(caught.value).startswith(start)
+
+
 def test_missing_user_file_not_found(tmp_path):
     with pytest.raises(InputError, match=r"missing\.npz not found"):
         load_dataset(str(tmp_path / "missing.npz"))
@@ -376,6 +409,27 @@ def test_unknown_extension_rejected(tmp_path):
     path.write_text("1,2\n3,4\n")
     with pytest.raises(InputError, match=r"extension '\.txt'.*\.npz and \.csv"):
         load_dataset(str(path))
+
+
+@pytest.mark.parametrize(
+    ("make_name", "problem"),
+    [
+        (lambda folder: "", "no dataset given."),
+        (lambda folder: str(folder), "is a folder, but a data file name is needed."),
+        (lambda folder: str(folder / "rows"), "has no extension."),
+    ],
+    ids=["empty", "folder", "no-extension"],
+)
+def test_missing_file_name_lists_choices(tmp_path, make_name, problem):
+    (tmp_path / "rows").write_text("1,2\n3,4\n")
+    with pytest.raises(InputError) as caught:
+        load_dataset(make_name(tmp_path))
+    message = str(caught.value)
+    assert problem in message
+    assert "Pass the path of a .npz or .csv file, or a dataset name: " in message
+    for name in DATASET_NAMES:
+        assert name in message
+    assert "(none)" not in message
 
 
 # --- CSV files ------------------------------------------------------------------
@@ -425,6 +479,24 @@ def test_csv_text_cell_names_row_and_column(tmp_path):
     path.write_text("a,b,label\n1,2,0\n3,4,1\n5,oops,1\n")
     with pytest.raises(InputError, match="text 'oops' at row 4, column 2"):
         load_user_file(path)
+
+
+@pytest.mark.parametrize(
+    ("text", "name"),
+    [
+        ("a;b;label\n0.1;0.2;1\n0.3;0.4;0\n", "semicolons"),
+        ("a\tb\n0.1\t0.2\n0.3\t0.4\n", "tabs"),
+    ],
+    ids=["semicolons", "tabs"],
+)
+def test_csv_other_separator_asks_for_commas(tmp_path, text, name):
+    path = tmp_path / "separated.csv"
+    path.write_text(text)
+    with pytest.raises(InputError, match="at row 2, column 1") as caught:
+        load_user_file(path)
+    message = str(caught.value)
+    assert f"The cell contains {name}, but the cells of a CSV file" in message
+    assert "save the file again with commas as the separator." in message
 
 
 def test_csv_empty_cell_names_row_and_column(tmp_path):
@@ -481,8 +553,9 @@ def test_csv_negative_label(tmp_path):
 def test_csv_fractional_label(tmp_path):
     path = tmp_path / "fraction.csv"
     path.write_text("a,label\n1,0\n2,1.5\n3,1\n")
-    with pytest.raises(InputError, match="labels that are not integers"):
+    with pytest.raises(InputError, match="labels that are not integers") as caught:
         load_user_file(path)
+    assert "the first 1.5 in row 3." in str(caught.value)
 
 
 # --- NPZ files ------------------------------------------------------------------
@@ -619,6 +692,53 @@ def test_npz_label_length_mismatch(tmp_path):
         load_user_file(path)
 
 
+def test_npz_huge_labels_rejected(tmp_path):
+    path = tmp_path / "ybig.npz"
+    y_train = np.array([0, 10**9, 2 * 10**9, 0, 10**9, 0])
+    y_test = np.array([2 * 10**9, 0])
+    np.savez(
+        path,
+        x_train=np.zeros((6, 3)),
+        y_train=y_train,
+        x_test=np.zeros((2, 3)),
+        y_test=y_test,
+    )
+    with pytest.raises(InputError) as caught:
+        load_user_file(path)
+    message = str(caught.value)
+    assert message.startswith("array 'y_train' in NPZ file ")
+    assert "has labels up to 2,000,000,000, which would mean 2,000,000,001 " in message
+    assert (
+        "accepts at most 1,000 (3 labels are 1,000 or more, the first in row index 1)"
+        in message
+    )
+    assert "Labels must be numbered 0..K-1" in message
+
+    classes = np.unique(np.concatenate([y_train, y_test]))
+    np.savez(
+        path,
+        x_train=np.zeros((6, 3)),
+        y_train=np.searchsorted(classes, y_train),
+        x_test=np.zeros((2, 3)),
+        y_test=np.searchsorted(classes, y_test),
+    )
+    renumbered = load_user_file(path)
+    assert renumbered.n_classes == 3
+    assert renumbered.y_train.tolist() == [0, 1, 2, 0, 1, 0]
+    assert renumbered.y_test.tolist() == [2, 0]
+
+
+def test_label_limit_is_max_classes(tmp_path):
+    path = tmp_path / "labels.csv"
+    path.write_text("a,label\n0.5,0\n0.5,999\n0.5,1\n")
+    assert load_user_file(path).n_classes == data.MAX_CLASSES
+    path.write_text("a,label\n0.5,0\n0.5,1000\n0.5,1\n")
+    with pytest.raises(
+        InputError, match="the label column of CSV file .* up to 1,000,"
+    ):
+        load_user_file(path)
+
+
 def test_npz_string_features_rejected(tmp_path):
     path = tmp_path / "text.npz"
     np.savez(path, x=np.array([["a", "b"], ["c", "d"]]))
@@ -694,6 +814,6 @@ def test_binarize_unknown_mode_lists_modes():
     x = np.zeros((1, 1), dtype=np.float32)
     with pytest.raises(
         InputError,
-        match="Unknown binarisation mode 'sample'.*none, threshold, stochastic",
+        match="unknown binarisation mode 'sample'.*none, threshold, stochastic",
     ):
         binarize(x, "sample")

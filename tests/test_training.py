@@ -8,7 +8,7 @@ import torch
 from deepgen_core.cli import build_parser, run_config_from_args
 from deepgen_core.errors import InputError
 from deepgen_core.rbm import RBMModule
-from deepgen_core.training import CDTrainer, RBMTrainingConfig
+from deepgen_core.training import CDTrainer, RBMTrainingConfig, batch_size_advice
 
 
 def test_linear_schedule_factors():
@@ -54,3 +54,17 @@ def test_cli_flag_sets_schedule():
         ["train", "--out", "runs/x", "--lr-schedule", "linear"]
     )
     assert run_config_from_args(args).dbn.rbm.lr_schedule == "linear"
+
+
+@pytest.mark.parametrize(
+    ("n_rows", "batch_size", "advice"),
+    [
+        (80, 30, "choose a batch size that divides 80, such as 16, 20 or 40, "),
+        (1000, 64, "such as 40, 50 or 100, or allow dropping the last 40 rows "),
+        (10, 7, "such as 5 or 10, or allow dropping the last 3 rows "),
+        (1437, 100, "no batch size from 50 to 200 divides 1437, so use drop_last"),
+        (7, 3, "leaves out 1 of the 7 rows (14.3%) in each epoch, another each time"),
+    ],
+)
+def test_batch_size_advice_names_near_divisors(n_rows, batch_size, advice):
+    assert advice in batch_size_advice(n_rows, batch_size)
