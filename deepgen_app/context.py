@@ -232,13 +232,31 @@ def load_data(name: str) -> Dataset:
     return load_dataset(name)
 
 
+def run_data(run: Run) -> Dataset:
+    """Load the run's dataset; a user file must still match its fingerprint.
+
+    Raises :class:`InputError` when the file changed since the run was
+    trained. The check runs again whenever the file's size or time changes.
+    """
+    if run.config.data_fingerprint is None:
+        return load_data(run.config.dataset)
+    path = Path(run.config.dataset)
+    stat = path.stat() if path.is_file() else None
+    stamp = (stat.st_mtime_ns, stat.st_size) if stat else None
+    return _checked_data(str(run.path), run.config.dataset, stamp)
+
+
+@st.cache_resource(max_entries=4, show_spinner="Loading the dataset")
+def _checked_data(run_path: str, name: str, stamp: tuple | None) -> Dataset:
+    return open_run(run_path).dataset()
+
+
 @st.cache_resource(max_entries=6, show_spinner="Computing every layer's activations")
 def activations(
     run_path: str, stage: str, stamp: float, split: str
 ) -> list[np.ndarray]:
     """Activations of layers 0..L for a split of the run's dataset."""
-    run = open_run(run_path)
-    data = load_data(run.config.dataset)
+    data = run_data(open_run(run_path))
     x = data.x_train if split == "train" else data.x_test
     return layer_activations(load_stage(run_path, stage, stamp), x)
 

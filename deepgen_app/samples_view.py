@@ -38,7 +38,7 @@ def stage_panel(
     """Draw one stage's grid with its figures; return the figures."""
     stamp = context.stage_stamp(run, stage)
     samples, _ = generate(str(run.path), stage, stamp, n, label, steps, seed)
-    data = context.load_data(run.config.dataset)
+    data = context.run_data(run)
     if data.image_shape is not None:
         st.image(image_grid(samples, data.image_shape), width="stretch", clamp=True)
     net, _ = context.reference(run.config.dataset)
@@ -254,7 +254,7 @@ def follow_job(job_id: int) -> None:
 
 def chain_view(run: Run, stage: str, label: int | None, steps: int, seed: int) -> None:
     """Draw a slider over the chain's saved steps and the images at the chosen one."""
-    data = context.load_data(run.config.dataset)
+    data = context.run_data(run)
     if data.image_shape is None:
         st.caption("This dataset's rows are not images, so the chain is not drawn.")
         return

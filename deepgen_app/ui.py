@@ -11,6 +11,7 @@ from collections.abc import Iterator
 import streamlit as st
 
 from deepgen_core import jobs
+from deepgen_core.data import Dataset
 from deepgen_core.errors import InputError, TrainingDiverged
 from deepgen_core.runs import Run
 from deepgen_core.units import GRAMMAR
@@ -118,7 +119,16 @@ def page_model():
         st.stop()
     run, stage = chosen
     dbn, sizes, stamp = context.model_and_sizes(run, stage)
-    return run, stage, dbn, sizes, stamp, context.load_data(run.config.dataset)
+    return run, stage, dbn, sizes, stamp, page_data(run)
+
+
+def page_data(run: Run) -> Dataset:
+    """Load the run's dataset, or stop the page saying why it cannot be used."""
+    try:
+        return context.run_data(run)
+    except InputError as error:
+        st.error(f"Run {run.name} cannot be shown: {str(error).rstrip('.')}.")
+        st.stop()
 
 
 def spec_input(label: str, sizes: list[int]) -> str:

@@ -166,7 +166,7 @@ def probe_data(run: Run, stage: str, stamp: float, spec: str, sizes: list[int]):
     are used: every other one trains the classifier, the rest test it.
     """
     selection = parse_units(spec, sizes)
-    data = context.load_data(run.config.dataset)
+    data = context.run_data(run)
     if data.y_train is None or data.y_test is None:
         raise InputError(f"dataset {data.name} has no labels to train a classifier on")
     test = select_columns(

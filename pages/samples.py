@@ -18,7 +18,7 @@ chosen = ui.require_stage()
 if chosen is None:
     st.stop()
 run, _ = chosen
-data = context.load_data(run.config.dataset)
+data = ui.page_data(run)
 stages = run.stages()
 before, after = samples_view.stage_pickers(run)
 dbn, _, _ = context.model_and_sizes(run, stages[0])

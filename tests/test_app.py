@@ -121,6 +121,32 @@ def test_runs_page_warns_when_finetuning_stays_at_chance(
     assert f"Stage finetuned-head: {warning}." in [w.value for w in app.warning]
 
 
+def test_pages_refuse_a_changed_data_file(tmp_path, monkeypatch, random_label_npz):
+    data = tmp_path / "data.npz"
+    shutil.copy(random_label_npz, data)
+    rbm = RBMTrainingConfig(epochs=1)
+    config = RunConfig(str(data), DBNConfig([16], rbm=rbm), "cpu")
+    train_run(str(tmp_path / "runs" / "changed"), config)
+    with np.load(random_label_npz) as arrays:
+        narrow = {key: arrays[key] for key in arrays.files}
+    narrow["x_train"], narrow["x_test"] = (
+        narrow["x_train"][:, :700],
+        narrow["x_test"][:, :700],
+    )
+    np.savez(data, **narrow)
+    monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(tmp_path / "runs"))
+    monkeypatch.setenv("DEEPGEN_DEMO", "0")
+    app = AppTest.from_file(APP, default_timeout=120)
+    app.query_params["run"] = "changed"
+    for page in ("units", "samples"):
+        open_page(app, page)
+        errors = [e.value for e in app.error]
+        assert any(
+            f"data file {data} changed since the run was trained on it" in e
+            for e in errors
+        ), errors
+
+
 def test_first_start_queues_demo_run(tmp_path, monkeypatch):
     runs_dir = tmp_path / "fresh"
     monkeypatch.setenv("DEEPGEN_RUNS_DIR", str(runs_dir))
