@@ -31,9 +31,13 @@ matmul bound
     products reuse preallocated outputs, so the figure approximates what
     deepgen would reach if sampling, sigmoids, data gathering and the
     parameter updates cost nothing. The script also prints its GFLOP/s.
+numpy matmul bound
+    The same five products with numpy and the BLAS that scikit-learn uses,
+    limited to the same threads. scikit-learn float32 / numpy matmul bound
+    shows how close scikit-learn's own loop runs to its products.
 
 The measurements run interleaved (deepgen, scikit-learn float32,
-scikit-learn float64, matmul bound, then again) for ``--rounds`` rounds. The
+scikit-learn float64, matmul bound, numpy matmul bound, then again) for ``--rounds`` rounds. The
 script reports the median of each figure and the median of the per-round
 ratios, so that a drift in the machine's speed affects every figure alike.
 The ratio targets are deepgen / scikit-learn float32 >= 2 and deepgen /
@@ -84,12 +88,19 @@ SKLEARN_TARGET = 2.0
 MATMUL_TARGET = 0.80
 SPREAD_WARNING = 1.3
 """Ratio of the fastest to the slowest round above which the report warns."""
-FIGURES = ("deepgen", "sklearn_float32", "sklearn_float64", "matmul_bound")
+FIGURES = (
+    "deepgen",
+    "sklearn_float32",
+    "sklearn_float64",
+    "matmul_bound",
+    "numpy_matmul_bound",
+)
 LABELS = {
     "deepgen": "deepgen CD-1",
     "sklearn_float32": "scikit-learn float32",
     "sklearn_float64": "scikit-learn float64",
     "matmul_bound": "matmul bound",
+    "numpy_matmul_bound": "numpy matmul bound",
 }
 
 
@@ -225,6 +236,33 @@ class MatmulRun:
         return self.n_batches * BATCH_SIZE
 
 
+class NumpyMatmulRun:
+    """The same five products with numpy's BLAS, which scikit-learn uses.
+
+    The weights are stored as scikit-learn stores them, (n_hidden, n_visible).
+    """
+
+    def __init__(self, x: np.ndarray, seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        n_visible = x.shape[1]
+        self.n_batches = x.shape[0] // BATCH_SIZE
+        self.weight = ((rng.random((N_HIDDEN, n_visible)) - 0.5) * 0.02).astype(
+            np.float32
+        )
+        self.v0 = np.ascontiguousarray(x[:BATCH_SIZE])
+        self.h_sample = rng.random((BATCH_SIZE, N_HIDDEN)).round().astype(np.float32)
+
+    def run_epoch(self) -> int:
+        weight = self.weight
+        for _ in range(self.n_batches):
+            h0 = self.v0 @ weight.T
+            visible_input = self.h_sample @ weight
+            hn = visible_input @ weight.T
+            update = h0.T @ self.v0
+            update -= hn.T @ visible_input
+        return self.n_batches * BATCH_SIZE
+
+
 def sklearn_samples_per_second(
     x: np.ndarray, n_iter: int, threads: int, seed: int
 ) -> tuple[float, BernoulliRBM]:
@@ -250,6 +288,12 @@ def gflops(samples_per_second: float, n_visible: int) -> float:
     """Floating-point rate of the matmul bound, two operations per multiply-add."""
     flops_per_step = MATMULS_PER_STEP * 2 * BATCH_SIZE * n_visible * N_HIDDEN
     return samples_per_second / BATCH_SIZE * flops_per_step / 1e9
+
+
+def numpy_rate(seconds: float, threads: int, run: NumpyMatmulRun) -> float:
+    """Samples per second of ``run`` with numpy's BLAS limited to ``threads``."""
+    with threadpool_limits(limits=threads, user_api="blas"):
+        return run_for(seconds, torch.device("cpu"), run.run_epoch)
 
 
 # Report -----------------------------------------------------------------------
@@ -324,7 +368,7 @@ def print_report(report: dict) -> None:
         target = ratio["target"]
         goal = f"target >= {target:g}" if target else "no target"
         outcome = verdict(ratio["median"], target) if target else ""
-        print(f"{ratio['name']:36}{ratio['median']:7.2f}   {goal:16}{outcome}")
+        print(f"{ratio['name']:42}{ratio['median']:7.2f}   {goal:16}{outcome}")
 
     ceiling = report["ratios"][-1]["median"]
     if ceiling < SKLEARN_TARGET:
@@ -382,6 +426,11 @@ def build_report(
             "target": MATMUL_TARGET,
         },
         {
+            "name": "scikit-learn float32 / numpy matmul bound",
+            "median": paired("sklearn_float32", "numpy_matmul_bound"),
+            "target": None,
+        },
+        {
             "name": "matmul bound / scikit-learn float32",
             "median": paired("matmul_bound", "sklearn_float32"),
             "target": None,
@@ -431,6 +480,7 @@ def measure(
     data = torch.from_numpy(x32).to(device)
     deepgen = DeepgenRun(data, args.seed)
     matmul = MatmulRun(data, args.seed)
+    numpy_matmul = NumpyMatmulRun(x32, args.seed)
 
     # Warm up every path once. The first scikit-learn epoch sets n_iter so
     # that one fit lasts about --seconds.
@@ -450,6 +500,7 @@ def measure(
             x64, n_iter, threads, args.seed
         )[0],
         "matmul_bound": lambda: run_for(args.seconds, device, matmul.run_epoch),
+        "numpy_matmul_bound": lambda: numpy_rate(args.seconds, threads, numpy_matmul),
     }
     per_round = {name: [] for name in FIGURES}
     for _ in range(args.rounds):
