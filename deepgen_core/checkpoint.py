@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -23,11 +23,18 @@ from .errors import InputError
 
 logger = logging.getLogger(__name__)
 
+TEMPORARY_NAME_TRIES = 100
+"""Random names tried for a temporary file before giving up."""
+
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename."""
+    """Write ``data`` to ``path`` through a temporary file and a rename.
+
+    The file gets the usual mode of a new file (0666 less the process
+    umask), which the rename keeps.
+    """
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = _create_temporary_file(path)
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
@@ -37,6 +44,23 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _create_temporary_file(path: Path) -> tuple[int, Path]:
+    """Create an empty ``.NAME.RANDOM.tmp`` file beside ``path``.
+
+    Returns its file descriptor and path. The mode is 0666 less the umask,
+    whereas ``tempfile.mkstemp`` uses 0600 whatever the umask, which would
+    hide run folders from other users.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    for _ in range(TEMPORARY_NAME_TRIES):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(8)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"no free temporary file name beside {path}")
 
 
 def atomic_write_json(path: str | os.PathLike, value: object) -> None:

@@ -1,10 +1,13 @@
 """Run folders: saving and loading stages, checkpoints, resuming, divergence."""
 
 import json
+import os
+import stat
 
 import pytest
 import torch
 
+from deepgen_core.cli import main
 from deepgen_core.data import load_dataset
 from deepgen_core.dbn import DBNConfig, train_dbn
 from deepgen_core.device import make_generator
@@ -191,3 +194,54 @@ def test_unknown_chain_start_is_rejected(small_mnist_npz):
     )
     with pytest.raises(InputError, match="unknown chain start 'data'.*noise, empty"):
         dbn.generate(2, 1, 1, make_generator(0, dbn.device), start="data")
+
+
+def digits_config(layers=(8,), epochs=2):
+    """A one-layer net that trains on the digits dataset in about a second."""
+    rbm = RBMTrainingConfig(epochs=epochs, batch_size=100, drop_last=True)
+    return RunConfig("digits", DBNConfig(layers=list(layers), rbm=rbm), "cpu")
+
+
+def file_modes(folder):
+    return {
+        str(p.relative_to(folder)): stat.S_IMODE(p.stat().st_mode)
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027], ids=["022", "027"])
+def test_run_files_get_mode_of_umask(tmp_path, umask):
+    run_dir = tmp_path / "run"
+    old_umask = os.umask(umask)
+    try:
+        with pytest.raises(Interrupt):
+            train_run(str(run_dir), digits_config(), progress=interrupt_at(1, 2))
+        checkpoint_modes = file_modes(run_dir)
+        run = train_run(str(run_dir), resume=True)
+        run.save_evaluation(PRETRAINED, {"test_error": 0.5})
+        outputs = tmp_path / "outputs"
+        outputs.mkdir()
+        sample = ["sample", str(run_dir), "--n", "4", "--steps", "2"]
+        assert main(["-q", *sample, "--out", str(outputs / "grid.png")]) == 0
+        features = ["features", str(run_dir), "--units", "1:*"]
+        assert main(["-q", *features, "--out", str(outputs / "f.npz")]) == 0
+    finally:
+        os.umask(old_umask)
+
+    expected = 0o666 & ~umask
+    assert checkpoint_modes == {
+        "config.json": expected,
+        "metrics.jsonl": expected,
+        "checkpoint/state.json": expected,
+        "checkpoint/state-layer1-epoch1.safetensors": expected,
+    }
+    assert file_modes(run_dir) == {
+        "config.json": expected,
+        "metrics.jsonl": expected,
+        "stages/pretrained/metrics.jsonl": expected,
+        "stages/pretrained/model.json": expected,
+        "stages/pretrained/model.safetensors": expected,
+        "stages/pretrained/evaluation.json": expected,
+    }
+    assert file_modes(outputs) == {"grid.png": expected, "f.npz": expected}
