@@ -35,11 +35,12 @@ from torch import nn
 from .device import make_generator
 from .errors import InputError
 from .progress import ProgressCallback, StopCheck, format_figures
-from .rbm import RBMModule, sample_bernoulli
+from .rbm import VISIBLE_TYPES, RBMModule, sample_bernoulli
 from .training import (
     CDTrainer,
     RBMTrainingConfig,
     check_finite,
+    check_setting_types,
     check_training_data,
     epoch_metrics,
 )
@@ -349,6 +350,21 @@ class DBNModule(nn.Module):
 # Greedy training -----------------------------------------------------------------
 
 
+MAX_LAYER_SIZE = 100_000
+"""Largest hidden layer accepted: far above any DBN in the literature, and low
+enough that checking a configuration never tries to allocate a huge net."""
+
+
+def check_layer_sizes(layers: list[int]) -> None:
+    """Raise :class:`InputError` for a hidden layer larger than MAX_LAYER_SIZE."""
+    too_big = [size for size in layers if size > MAX_LAYER_SIZE]
+    if too_big:
+        raise InputError(
+            f"hidden layer size {too_big[0]} is above the limit of "
+            f"{MAX_LAYER_SIZE:,} units; choose smaller layers, such as 500,500,2000"
+        )
+
+
 @dataclass
 class DBNConfig:
     """Architecture and training settings of a Deep Belief Net."""
@@ -372,12 +388,31 @@ class DBNConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> DBNConfig:
+        """Build the settings from ``values``, as written by :meth:`to_dict`.
+
+        Raises :class:`InputError` for a missing ``layers``, a value of the
+        wrong type, a layer size below 1 or an unknown visible unit type.
+        """
+        check_setting_types(cls, values)
+        if "layers" not in values:
+            raise InputError("setting 'layers' is missing")
+        layers = values["layers"]
+        if not layers or min(layers) < 1:
+            raise InputError(
+                f"setting 'layers' must list one or more positive sizes, got {layers}"
+            )
+        visible_type = values.get("visible_type", "bernoulli")
+        if visible_type not in VISIBLE_TYPES:
+            raise InputError(
+                f"setting 'visible_type' must be one of {', '.join(VISIBLE_TYPES)}, "
+                f"got {visible_type!r}"
+            )
         return cls(
-            layers=list(values["layers"]),
-            labels=bool(values.get("labels", False)),
-            visible_type=values.get("visible_type", "bernoulli"),
-            learn_sigma=bool(values.get("learn_sigma", False)),
-            seed=int(values.get("seed", 0)),
+            layers=list(layers),
+            labels=values.get("labels", False),
+            visible_type=visible_type,
+            learn_sigma=values.get("learn_sigma", False),
+            seed=values.get("seed", 0),
             rbm=RBMTrainingConfig.from_dict(values.get("rbm", {})),
         )
 

@@ -18,7 +18,7 @@ import torch
 
 from .checkpoint import atomic_write_bytes
 from .data import USER_FILE_SUFFIXES, Dataset, fingerprint_user_file, load_dataset
-from .dbn import DBNModule, train_dbn
+from .dbn import DBNModule, check_layer_sizes, train_dbn
 from .device import make_generator, resolve_device
 from .embedding import embedding_key, project
 from .errors import InputError
@@ -153,21 +153,6 @@ def stage_dataset(run: Run, dbn: DBNModule) -> Dataset:
         f"{run.path} was trained on; restore that data, or train a new run on this "
         "data"
     )
-
-
-MAX_LAYER_SIZE = 100_000
-"""Largest hidden layer accepted: far above any DBN in the literature, and low
-enough that checking a configuration never tries to allocate a huge net."""
-
-
-def check_layer_sizes(layers: list[int]) -> None:
-    """Raise :class:`InputError` for a hidden layer larger than MAX_LAYER_SIZE."""
-    too_big = [size for size in layers if size > MAX_LAYER_SIZE]
-    if too_big:
-        raise InputError(
-            f"hidden layer size {too_big[0]} is above the limit of "
-            f"{MAX_LAYER_SIZE:,} units; choose smaller layers, such as 500,500,2000"
-        )
 
 
 FINETUNE_CONFIGS = {

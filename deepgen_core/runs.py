@@ -45,9 +45,10 @@ from .checkpoint import (
     save_tensors,
 )
 from .data import Dataset, load_dataset, load_fingerprinted_file
-from .dbn import DBNConfig, DBNModule, TrainingState
+from .dbn import DBNConfig, DBNModule, TrainingState, check_layer_sizes
 from .device import resolve_device
 from .errors import InputError
+from .training import check_setting_types
 
 logger = logging.getLogger(__name__)
 
@@ -97,18 +98,20 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> RunConfig:
-        try:
-            return cls(
-                dataset=values["dataset"],
-                device=values.get("device", "auto"),
-                dbn=DBNConfig.from_dict(values["dbn"]),
-                data_fingerprint=values.get("data_fingerprint"),
-            )
-        except (KeyError, TypeError) as error:
-            raise InputError(
-                f"run configuration is missing or has a wrong field ({error}); "
-                "the run's config.json was damaged"
-            ) from None
+        """Build the configuration from ``values``, as written by :meth:`to_dict`.
+
+        Raises :class:`InputError` for a missing or mistyped setting.
+        """
+        check_setting_types(cls, values)
+        missing = [name for name in ("dataset", "dbn") if name not in values]
+        if missing:
+            raise InputError(f"setting {missing[0]!r} is missing")
+        return cls(
+            dataset=values["dataset"],
+            device=values.get("device", "auto"),
+            dbn=DBNConfig.from_dict(values["dbn"]),
+            data_fingerprint=values.get("data_fingerprint"),
+        )
 
 
 def write_jsonl(path: Path, records: list[dict]) -> None:
@@ -320,7 +323,22 @@ def open_run(path: str | os.PathLike) -> Run:
             f"{path} is not a run folder (it has no config.json); pass the folder "
             "given to `deepgen train --out`"
         )
-    return Run(path, RunConfig.from_dict(read_json(path / "config.json")))
+    return Run(path, read_run_config(path / "config.json"))
+
+
+def read_run_config(path: Path) -> RunConfig:
+    """Read a run's config.json and check the types and ranges of its settings."""
+    values = read_json(path)
+    try:
+        config = RunConfig.from_dict(values)
+        config.dbn.rbm.validate()
+        check_layer_sizes(config.dbn.layers)
+    except InputError as error:
+        raise InputError(
+            f"run configuration {path} is damaged ({error}); restore it from a copy "
+            "of the run, or train the run again into a new folder"
+        ) from None
+    return config
 
 
 def find_runs(runs_dir: str | os.PathLike) -> list[Run]:

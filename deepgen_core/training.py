@@ -29,7 +29,8 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, fields
+import typing
+from dataclasses import asdict, dataclass, fields, is_dataclass
 
 import torch
 
@@ -170,8 +171,74 @@ class RBMTrainingConfig:
 
     @classmethod
     def from_dict(cls, values: dict) -> RBMTrainingConfig:
+        """Build the settings from ``values``, ignoring unknown keys.
+
+        Raises :class:`InputError` when a value has the wrong type.
+        """
+        check_setting_types(cls, values)
         known = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in known})
+
+
+# Names of the JSON types of settings, as error messages write them.
+TYPE_NAMES = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    dict: "an object",
+}
+LIST_ITEM_NAMES = {
+    bool: "true or false values",
+    int: "integers",
+    float: "numbers",
+    str: "strings",
+}
+
+
+def check_setting_types(cls: type, values: object) -> None:
+    """Raise :class:`InputError` unless ``values`` fit the fields of dataclass ``cls``.
+
+    ``values`` must be a dict, and each key that names a field needs a value
+    of the field's type as read from JSON. An int counts as a float, but a
+    bool counts as neither. A nested dataclass is a dict.
+    """
+    if not isinstance(values, dict):
+        raise InputError(f"settings must be an object, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    for name, value in values.items():
+        if name in hints and not _has_type(value, hints[name]):
+            raise InputError(
+                f"setting {name!r} must be {_type_name(hints[name])}, got {value!r}"
+            )
+
+
+def _has_type(value: object, hint: object) -> bool:
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return isinstance(value, list) and all(_has_type(v, item) for v in value)
+    if typing.get_args(hint):
+        return any(_has_type(value, option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if is_dataclass(hint):
+        return isinstance(value, dict)
+    if isinstance(value, bool):
+        return hint is bool
+    if hint is float:
+        return isinstance(value, (int, float))
+    return isinstance(value, hint)
+
+
+def _type_name(hint: object) -> str:
+    if typing.get_origin(hint) is list:
+        (item,) = typing.get_args(hint)
+        return f"a list of {LIST_ITEM_NAMES[item]}"
+    if typing.get_args(hint):
+        return " or ".join(_type_name(option) for option in typing.get_args(hint))
+    if hint is type(None):
+        return "null"
+    return TYPE_NAMES[dict if is_dataclass(hint) else hint]
 
 
 def check_visible_values(

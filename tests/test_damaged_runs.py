@@ -1,0 +1,118 @@
+"""Damaged run folders: one clear error, and every saved file left as it was."""
+
+import json
+import shutil
+
+import pytest
+
+from deepgen_core.cli import main
+from deepgen_core.dbn import DBNConfig
+from deepgen_core.operations import train_run
+from deepgen_core.runs import RunConfig
+from deepgen_core.training import RBMTrainingConfig
+
+
+class Interrupt(Exception):
+    pass
+
+
+def stop_at_layer_1_epoch_3(progress):
+    if progress.layer == 1 and progress.epoch == 3:
+        raise Interrupt
+
+
+@pytest.fixture(scope="module")
+def interrupted_run(tmp_path_factory):
+    """A digits run of layers 16,8 with 6 epochs each, stopped after epoch 2."""
+    rbm = RBMTrainingConfig(epochs=6, batch_size=100, drop_last=True)
+    config = RunConfig("digits", DBNConfig(layers=[16, 8], rbm=rbm), "cpu")
+    run_dir = tmp_path_factory.mktemp("runs") / "interrupted"
+    with pytest.raises(Interrupt):
+        train_run(str(run_dir), config, progress=stop_at_layer_1_epoch_3)
+    return run_dir
+
+
+def files_of(folder):
+    """Map each file's path inside ``folder`` to its bytes."""
+    return {
+        str(p.relative_to(folder)): p.read_bytes()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def edit_json(path, change):
+    values = json.loads(path.read_text())
+    change(values)
+    path.write_text(json.dumps(values))
+
+
+def resume(capsys, run_dir):
+    """Run `deepgen train --resume`; return the exit code and stderr."""
+    code = main(["-q", "train", "--resume", "--out", str(run_dir)])
+    return code, capsys.readouterr().err
+
+
+def assert_one_error(err, message):
+    assert err.count("error:") == 1, err
+    assert "Traceback" not in err
+    assert message in err
+
+
+@pytest.mark.parametrize(
+    ("keys", "value", "message"),
+    [
+        (
+            ("dbn", "rbm", "epochs"),
+            "6",
+            "(setting 'epochs' must be an integer, got '6')",
+        ),
+        (
+            ("dbn", "rbm", "learning_rate"),
+            "fast",
+            "(setting 'learning_rate' must be a number or null, got 'fast')",
+        ),
+        (("dataset",), 5, "(setting 'dataset' must be a string, got 5)"),
+        (
+            ("dbn", "layers"),
+            "168",
+            "(setting 'layers' must be a list of integers, got '168')",
+        ),
+        (
+            ("dbn", "layers"),
+            [16, 0],
+            "(setting 'layers' must list one or more positive sizes, got [16, 0])",
+        ),
+        (("dbn", "rbm", "epochs"), 0, "(epochs must be at least 1, got 0)"),
+    ],
+    ids=[
+        "epochs-text",
+        "lr-text",
+        "dataset-number",
+        "layers-text",
+        "layer-0",
+        "epochs-0",
+    ],
+)
+def test_resume_rejects_damaged_config(
+    capsys, tmp_path, interrupted_run, keys, value, message
+):
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    config_file = run_dir / "config.json"
+
+    def change(config):
+        *parents, last = keys
+        for key in parents:
+            config = config[key]
+        config[last] = value
+
+    edit_json(config_file, change)
+    before = files_of(run_dir)
+
+    code, err = resume(capsys, run_dir)
+
+    assert code == 2
+    assert_one_error(err, message)
+    assert f"run configuration {config_file} is damaged" in err
+    assert "restore it from a copy of the run, or train the run again" in err
+    assert files_of(run_dir) == before
