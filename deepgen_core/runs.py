@@ -64,6 +64,8 @@ FINETUNE_STAGES = {
 """The stage each fine-tuning method writes."""
 STAGE_NAME = re.compile(r"^[a-z][a-z0-9-]{0,40}$")
 RUN_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+TENSOR_FILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\.safetensors$")
+"""A checkpoint's tensor file: a bare name, so it stays in the checkpoint folder."""
 ARCHIVED_FILES = ("config.json", "metrics.jsonl")
 ARCHIVED_STAGE_FILES = (
     "model.safetensors",
@@ -250,6 +252,15 @@ class Run:
         if not state_file.exists():
             return None
         state = read_json(state_file)
+        try:
+            check_checkpoint_state(
+                state, len(self.config.dbn.layers), self.config.dbn.rbm.epochs
+            )
+        except InputError as error:
+            raise InputError(
+                f"checkpoint {state_file} is damaged ({error}); restore the run "
+                "folder from a copy, or train the run again into a new folder"
+            ) from None
         tensors = load_tensors(self.checkpoint_dir / state["tensors"], device)
         if state.get("device_type") not in (None, device.type):
             logger.warning(
@@ -290,6 +301,86 @@ class Run:
             file.unlink()
         if self.checkpoint_dir.exists():
             self.checkpoint_dir.rmdir()
+
+
+def check_checkpoint_state(state: dict, n_layers: int, epochs: int) -> None:
+    """Raise :class:`InputError` unless ``state`` is a checkpoint's state.json.
+
+    The state must name a layer and epoch within the configuration's
+    ``n_layers`` and ``epochs``, a tensor file inside the checkpoint folder,
+    and a history of figures that ends at that layer and epoch.
+    """
+    missing = [
+        key for key in ("layer", "epoch", "tensors", "history") if key not in state
+    ]
+    if missing:
+        raise InputError(f"field {missing[0]!r} is missing")
+    layer, epoch = state["layer"], state["epoch"]
+    if not (_is_int(layer) and 0 <= layer < n_layers):
+        raise InputError(
+            f"field 'layer' must be an integer from 0 to {n_layers - 1} (layers "
+            f"counted from 0), got {layer!r}"
+        )
+    if not (_is_int(epoch) and 0 <= epoch <= epochs):
+        raise InputError(
+            f"field 'epoch' must be an integer from 0 to {epochs}, got {epoch!r}"
+        )
+    tensors = state["tensors"]
+    if not (isinstance(tensors, str) and TENSOR_FILE_NAME.match(tensors)):
+        raise InputError(
+            "field 'tensors' must be the name of a .safetensors file in the "
+            f"checkpoint folder, got {tensors!r}"
+        )
+    check_checkpoint_history(state["history"], layer, epoch, epochs)
+
+
+def check_checkpoint_history(
+    history: object, layer: int, epoch: int, epochs: int
+) -> None:
+    """Raise :class:`InputError` unless ``history`` ends at ``layer`` and ``epoch``.
+
+    ``layer`` counts from 0, as in state.json, and the figures count from 1.
+    """
+    if not isinstance(history, list):
+        raise InputError(f"field 'history' must be a list, got {history!r}")
+    for number, record in enumerate(history, 1):
+        valid = (
+            isinstance(record, dict)
+            and _is_int(record.get("layer"))
+            and _is_int(record.get("epoch"))
+            and _is_number(record.get("recon_error"))
+        )
+        if not valid:
+            raise InputError(
+                f"history record {number} must be an object with an integer layer "
+                f"and epoch and a numeric recon_error, got {record!r}"
+            )
+    # Each finished epoch appended one record before the state was saved.
+    if epoch:
+        expected = (layer + 1, epoch)
+    elif layer:
+        expected = (layer, epochs)
+    else:
+        expected = None
+    last = (history[-1]["layer"], history[-1]["epoch"]) if history else None
+    if last != expected:
+        raise InputError(
+            f"the history ends {_after(last)} but the state is {_after(expected)}"
+        )
+
+
+def _after(position: tuple[int, int] | None) -> str:
+    if position is None:
+        return "before the first epoch"
+    return f"after layer {position[0]} epoch {position[1]}"
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def create_run(path: str | os.PathLike, config: RunConfig) -> Run:

@@ -116,3 +116,108 @@ def test_resume_rejects_damaged_config(
     assert f"run configuration {config_file} is damaged" in err
     assert "restore it from a copy of the run, or train the run again" in err
     assert files_of(run_dir) == before
+
+
+def set_field(key, value):
+    def change(state):
+        state[key] = value
+
+    return change
+
+
+def delete_field(key):
+    def change(state):
+        del state[key]
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            set_field("layer", 99),
+            (
+                "field 'layer' must be an integer from 0 to 1 (layers counted from 0), "
+                "got 99"
+            ),
+        ),
+        (set_field("layer", -1), "field 'layer' must be an integer from 0 to 1"),
+        (delete_field("layer"), "field 'layer' is missing"),
+        (
+            set_field("epoch", 1000000),
+            "field 'epoch' must be an integer from 0 to 6, got 1000000",
+        ),
+        (
+            set_field("epoch", -3),
+            "field 'epoch' must be an integer from 0 to 6, got -3",
+        ),
+        (
+            set_field("epoch", "2"),
+            "field 'epoch' must be an integer from 0 to 6, got '2'",
+        ),
+        (
+            set_field("epoch", 5),
+            (
+                "the history ends after layer 1 epoch 2 but the state is after layer 1 "
+                "epoch 5"
+            ),
+        ),
+        (set_field("history", "abc"), "field 'history' must be a list, got 'abc'"),
+        (
+            set_field("history", [{"layer": 1, "epoch": 1}]),
+            (
+                "history record 1 must be an object with an integer layer and epoch and "
+                "a numeric recon_error"
+            ),
+        ),
+        (
+            set_field("tensors", "/etc/passwd"),
+            (
+                "field 'tensors' must be the name of a .safetensors file in the "
+                "checkpoint folder, got '/etc/passwd'"
+            ),
+        ),
+        (
+            set_field(
+                "tensors", "../../other/checkpoint/state-layer1-epoch2.safetensors"
+            ),
+            "got '../../other/checkpoint/state-layer1-epoch2.safetensors'",
+        ),
+        (
+            set_field("tensors", 7),
+            "a .safetensors file in the checkpoint folder, got 7",
+        ),
+    ],
+    ids=[
+        "layer-99",
+        "layer-negative",
+        "layer-missing",
+        "epoch-huge",
+        "epoch-negative",
+        "epoch-text",
+        "epoch-beyond-history",
+        "history-text",
+        "history-record",
+        "tensors-absolute",
+        "tensors-other-run",
+        "tensors-number",
+    ],
+)
+def test_resume_rejects_damaged_checkpoint_state(
+    capsys, tmp_path, interrupted_run, change, message
+):
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    # A second run beside it, whose checkpoint file a damaged path may name.
+    shutil.copytree(interrupted_run, tmp_path / "other")
+    state_file = run_dir / "checkpoint" / "state.json"
+    edit_json(state_file, change)
+    before = files_of(tmp_path)
+
+    code, err = resume(capsys, run_dir)
+
+    assert code == 2
+    assert_one_error(err, message)
+    assert f"checkpoint {state_file} is damaged" in err
+    assert "restore the run folder from a copy, or train the run again" in err
+    assert files_of(tmp_path) == before
