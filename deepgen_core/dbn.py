@@ -427,6 +427,8 @@ class TrainingState:
     """Epochs of that RBM done."""
     tensors: dict[str, torch.Tensor]
     history: list[dict]
+    source: str = "the checkpoint"
+    """The file the state was read from, as error messages name it."""
 
 
 class Checkpointer(Protocol):
@@ -448,6 +450,74 @@ def _state_tensors(
 
 def _subset(tensors: dict[str, torch.Tensor], prefix: str) -> dict[str, torch.Tensor]:
     return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+def check_saved_state(
+    saved: TrainingState, dbn: DBNModule, config: RBMTrainingConfig
+) -> None:
+    """Raise :class:`InputError` unless the tensors of ``saved`` fit ``dbn``.
+
+    Checks names, shapes and finite values before anything is loaded, so
+    that a checkpoint written for another net gives one clear error.
+    """
+    problem = _saved_state_problem(saved, dbn, config)
+    if problem is not None:
+        raise InputError(
+            f"{saved.source} is damaged or does not fit the run's configuration "
+            f"({problem}); restore the run folder from a copy, or train the run "
+            "again into a new folder"
+        )
+
+
+def _saved_state_problem(
+    saved: TrainingState, dbn: DBNModule, config: RBMTrainingConfig
+) -> str | None:
+    """Describe the first tensor of ``saved`` that does not fit ``dbn``, or None."""
+    tensors = saved.tensors
+    # The trainer tensors belong to the RBM trained last. Chains exist only
+    # with PCD, and the mean activity only with a sparsity target.
+    rbm = dbn.rbms[saved.layer]
+    trainer = CDTrainer(rbm, config, make_generator(0, dbn.device))
+    expected = {f"model.{k}": v.shape for k, v in dbn.state_dict().items()}
+    expected.update(
+        {f"trainer.{k}": v.shape for k, v in trainer.state_tensors().items()}
+    )
+    optional = {
+        "trainer.chains": (None, rbm.n_visible),
+        "trainer.mean_activity": (rbm.n_hidden,),
+    }
+
+    for name, shape in expected.items():
+        if name not in tensors:
+            return f"tensor {name!r} is missing"
+        if tensors[name].shape != shape:
+            return (
+                f"tensor {name!r} has shape {tuple(tensors[name].shape)}, "
+                f"the net needs {tuple(shape)}"
+            )
+
+    for name, tensor in tensors.items():
+        if name.startswith("model.") and name not in expected:
+            return f"tensor {name!r} is not part of the net"
+        if name in optional and not _shape_fits(tensor.shape, optional[name]):
+            return f"tensor {name!r} has shape {tuple(tensor.shape)}"
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"tensor {name!r} contains NaN or inf"
+
+    if "generator_state" not in tensors:
+        return "tensor 'generator_state' is missing"
+    try:
+        make_generator(0, dbn.device).set_state(tensors["generator_state"].cpu())
+    except (RuntimeError, TypeError) as error:
+        return f"tensor 'generator_state' is not a random generator state ({error})"
+    return None
+
+
+def _shape_fits(shape: torch.Size, pattern: tuple[int | None, ...]) -> bool:
+    """Return whether ``shape`` matches ``pattern``, where None matches any size."""
+    return len(shape) == len(pattern) and all(
+        want is None or got == want for got, want in zip(shape, pattern)
+    )
 
 
 def layer_data(
@@ -508,6 +578,7 @@ def train_dbn(
     history: list[dict] = []
     start_layer, done_epochs = 0, 0
     if saved is not None:
+        check_saved_state(saved, dbn, config.rbm)
         dbn.load_state_dict(_subset(saved.tensors, "model."))
         generator.set_state(saved.tensors["generator_state"].cpu())
         history = list(saved.history)

@@ -269,7 +269,13 @@ class Run:
                 state["device_type"],
                 device.type,
             )
-        return TrainingState(state["layer"], state["epoch"], tensors, state["history"])
+        return TrainingState(
+            state["layer"],
+            state["epoch"],
+            tensors,
+            state["history"],
+            source=f"checkpoint tensor file {self.checkpoint_dir / state['tensors']}",
+        )
 
     def save(self, state: TrainingState) -> None:
         """Store ``state`` as the latest checkpoint and rewrite metrics.jsonl."""

@@ -4,6 +4,8 @@ import json
 import shutil
 
 import pytest
+import torch
+from safetensors.torch import load_file, save_file
 
 from deepgen_core.cli import main
 from deepgen_core.dbn import DBNConfig
@@ -221,3 +223,64 @@ def test_resume_rejects_damaged_checkpoint_state(
     assert f"checkpoint {state_file} is damaged" in err
     assert "restore the run folder from a copy, or train the run again" in err
     assert files_of(tmp_path) == before
+
+
+def set_field_in(section, key, value):
+    def change(values):
+        values[section][key] = value
+
+    return change
+
+
+def test_resume_rejects_checkpoint_of_other_net(capsys, tmp_path, interrupted_run):
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    edit_json(run_dir / "config.json", set_field_in("dbn", "layers", [200, 300]))
+    before = files_of(run_dir)
+
+    code, err = resume(capsys, run_dir)
+
+    assert code == 2
+    tensor_file = run_dir / "checkpoint" / "state-layer1-epoch2.safetensors"
+    assert_one_error(
+        err,
+        f"checkpoint tensor file {tensor_file} is damaged or does not fit the "
+        "run's configuration (tensor 'model.rbms.0.weight' has shape (64, 16), "
+        "the net needs (64, 200)); restore the run folder from a copy",
+    )
+    assert files_of(run_dir) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            lambda tensors: tensors["model.rbms.0.weight"].fill_(float("nan")),
+            "tensor 'model.rbms.0.weight' contains NaN or inf",
+        ),
+        (
+            lambda tensors: tensors.pop("trainer.increment.hidden_bias"),
+            "tensor 'trainer.increment.hidden_bias' is missing",
+        ),
+        (
+            lambda tensors: tensors.update(generator_state=torch.zeros(3).byte()),
+            "tensor 'generator_state' is not a random generator state",
+        ),
+    ],
+    ids=["nan-weights", "missing-increment", "short-generator-state"],
+)
+def test_resume_rejects_damaged_checkpoint_tensors(
+    capsys, tmp_path, interrupted_run, change, message
+):
+    run_dir = shutil.copytree(interrupted_run, tmp_path / "run")
+    tensor_file = run_dir / "checkpoint" / "state-layer1-epoch2.safetensors"
+    tensors = load_file(tensor_file)
+    change(tensors)
+    save_file(tensors, tensor_file)
+    before = files_of(run_dir)
+
+    code, err = resume(capsys, run_dir)
+
+    assert code == 2
+    assert_one_error(err, f"checkpoint tensor file {tensor_file} is damaged")
+    assert message in err
+    assert files_of(run_dir) == before
