@@ -15,7 +15,7 @@ import secrets
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 
@@ -92,6 +92,25 @@ def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor]) -> N
     """Save tensors to a safetensors file atomically (moved to the CPU first)."""
     cpu = {name: t.detach().to("cpu").contiguous() for name, t in tensors.items()}
     atomic_write_bytes(path, save_safetensors_bytes(cpu))
+
+
+def read_tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
+    """Read the shape of each tensor in a safetensors file from its header alone.
+
+    Raises :class:`InputError` when the file is missing or damaged.
+    """
+    path = Path(path)
+    try:
+        with safe_open(path, framework="pt") as tensors:
+            names = tensors.keys()
+            return {name: tuple(tensors.get_slice(name).get_shape()) for name in names}
+    except FileNotFoundError:
+        raise InputError(f"tensor file {path} was not found") from None
+    except (SafetensorError, ValueError, OSError) as error:
+        raise InputError(
+            f"tensor file {path} could not be read as safetensors ({error}); it "
+            "was damaged, restore it from a copy of the run or train again"
+        ) from None
 
 
 def load_tensors(

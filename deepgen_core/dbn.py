@@ -137,6 +137,12 @@ class DBNModule(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict) -> DBNModule:
+        """Build a net from the description :meth:`config` returns.
+
+        Raises :class:`InputError` when a field is missing or has the wrong
+        type or range. The weights start as for a new net.
+        """
+        check_model_config(config)
         dbn = cls(
             config["n_visible"],
             config["layer_sizes"],
@@ -345,6 +351,57 @@ class DBNModule(nn.Module):
             if chain_every and (step % chain_every == 0 or step == 1):
                 chain.append(self.down(mean[:, :n_units]))
         return self.down(mean[:, :n_units]), chain
+
+
+def check_model_config(config: object) -> None:
+    """Raise :class:`InputError` unless ``config`` is a net's description.
+
+    The description is the dict :meth:`DBNModule.config` returns. Fields
+    other than ``n_visible`` and ``layer_sizes`` may be missing.
+    """
+    if not isinstance(config, dict):
+        raise InputError(f"the model must be an object, got {config!r}")
+    for name in ("n_visible", "layer_sizes"):
+        if name not in config:
+            raise InputError(f"field {name!r} is missing")
+    sizes = config["layer_sizes"]
+    checks = [
+        ("n_visible", _is_count(config["n_visible"], 1), "a positive integer"),
+        (
+            "layer_sizes",
+            isinstance(sizes, list) and sizes and all(_is_count(n, 1) for n in sizes),
+            "a list of positive integers",
+        ),
+        (
+            "visible_type",
+            config.get("visible_type", "bernoulli") in VISIBLE_TYPES,
+            f"one of {', '.join(VISIBLE_TYPES)}",
+        ),
+        ("n_labels", _is_count(config.get("n_labels", 0), 0), "an integer >= 0"),
+        (
+            "learn_sigma",
+            isinstance(config.get("learn_sigma", False), bool),
+            "true or false",
+        ),
+        (
+            "head_classes",
+            _is_count(config.get("head_classes", 0), 0),
+            "an integer >= 0",
+        ),
+        (
+            "head_units",
+            isinstance(config.get("head_units"), (str, type(None))),
+            "a unit SPEC or null",
+        ),
+        ("untied", isinstance(config.get("untied", False), bool), "true or false"),
+    ]
+    for name, valid, expected in checks:
+        if not valid:
+            raise InputError(f"field {name!r} must be {expected}, got {config[name]!r}")
+
+
+def _is_count(value: object, low: int) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 # Greedy training -----------------------------------------------------------------

@@ -42,6 +42,7 @@ from .checkpoint import (
     atomic_write_json,
     load_tensors,
     read_json,
+    read_tensor_shapes,
     save_tensors,
 )
 from .data import Dataset, load_dataset, load_fingerprinted_file
@@ -215,16 +216,11 @@ class Run:
             )
         device = self.device() if device is None else device
         folder = self.stage_dir(stage)
-        description = read_json(folder / "model.json")
-        dbn = DBNModule.from_config(description["model"]).to(device)
-        tensors = load_tensors(folder / "model.safetensors", device)
-        try:
-            dbn.load_state_dict(tensors)
-        except RuntimeError as error:
-            raise InputError(
-                f"weights in {folder} do not match its model.json ({error}); the "
-                "stage was damaged, train or fine-tune it again"
-            ) from None
+        model, shapes = read_stage_model(folder)
+        weights = folder / "model.safetensors"
+        check_stage_shapes(weights, shapes)
+        dbn = DBNModule.from_config(model).to(device)
+        dbn.load_state_dict(load_tensors(weights, device))
         dbn.eval()
         return dbn
 
@@ -307,6 +303,55 @@ class Run:
             file.unlink()
         if self.checkpoint_dir.exists():
             self.checkpoint_dir.rmdir()
+
+
+def read_stage_model(folder: Path) -> tuple[dict, dict[str, tuple[int, ...]]]:
+    """Read and check the net description in a stage's model.json.
+
+    Returns the description and the shape of each tensor of the net it
+    describes. The net is built on the meta device, which allocates no
+    memory, so a damaged size cannot exhaust it.
+    """
+    path = folder / "model.json"
+    description = read_json(path)
+    try:
+        if "model" not in description:
+            raise InputError("field 'model' is missing")
+        model = description["model"]
+        with torch.device("meta"):
+            net = DBNModule.from_config(model)
+    except InputError as error:
+        raise InputError(
+            f"{path} is damaged ({error}); restore the stage from a copy of the "
+            "run, or train or fine-tune it again"
+        ) from None
+    shapes = {name: tuple(tensor.shape) for name, tensor in net.state_dict().items()}
+    return model, shapes
+
+
+def check_stage_shapes(path: Path, expected: dict[str, tuple[int, ...]]) -> None:
+    """Raise :class:`InputError` unless weights file ``path`` has ``expected`` shapes.
+
+    The shapes are read from the file's header, before any tensor is loaded.
+    """
+    shapes = read_tensor_shapes(path)
+    problem = None
+    for name in sorted(expected.keys() | shapes.keys()):
+        if name not in shapes:
+            problem = f"tensor {name!r} is missing"
+        elif name not in expected:
+            problem = f"tensor {name!r} is not part of the net"
+        elif shapes[name] != expected[name]:
+            problem = (
+                f"tensor {name!r} has shape {shapes[name]}, model.json describes "
+                f"{expected[name]}"
+            )
+        if problem:
+            raise InputError(
+                f"weights {path} do not match model.json ({problem}); the stage "
+                "was damaged, restore it from a copy of the run, or train or "
+                "fine-tune it again"
+            )
 
 
 def check_checkpoint_state(state: dict, n_layers: int, epochs: int) -> None:

@@ -284,3 +284,96 @@ def test_resume_rejects_damaged_checkpoint_tensors(
     assert_one_error(err, f"checkpoint tensor file {tensor_file} is damaged")
     assert message in err
     assert files_of(run_dir) == before
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    """A digits run of layers 16,8 with 1 epoch each and its pretrained stage."""
+    run_dir = tmp_path_factory.mktemp("runs") / "finished"
+    args = ["train", "--dataset", "digits", "--drop-last", "--layers", "16,8"]
+    assert main(["-q", *args, "--epochs", "1", "--out", str(run_dir)]) == 0
+    return run_dir
+
+
+def sample(capsys, run_dir, out):
+    """Run `deepgen sample` for 4 images; return the exit code and stderr."""
+    args = ["sample", str(run_dir), "--n", "4", "--steps", "2", "--out", str(out)]
+    code = main(["-q", *args])
+    return code, capsys.readouterr().err
+
+
+def set_model_field(key, value):
+    def change(description):
+        description["model"][key] = value
+
+    return change
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (
+            delete_field("model"),
+            (
+                "model.json is damaged (field 'model' is missing); restore the stage "
+                "from a copy of the run, or train or fine-tune it again"
+            ),
+        ),
+        (
+            set_model_field("n_visible", "abc"),
+            "(field 'n_visible' must be a positive integer, got 'abc')",
+        ),
+        (
+            set_model_field("layer_sizes", "168"),
+            "(field 'layer_sizes' must be a list of positive integers, got '168')",
+        ),
+        (
+            set_model_field("layer_sizes", [16.7, 8]),
+            "(field 'layer_sizes' must be a list of positive integers, got [16.7, 8])",
+        ),
+        (
+            set_model_field("n_labels", 1e8),
+            "(field 'n_labels' must be an integer >= 0, got 100000000.0)",
+        ),
+        (
+            set_model_field("layer_sizes", [10**9, 8]),
+            (
+                "model.safetensors do not match model.json (tensor 'rbms.0.hidden_bias' "
+                "has shape (16,), model.json describes (1000000000,)); the stage was "
+                "damaged, restore it"
+            ),
+        ),
+        (
+            set_model_field("n_labels", 10**8),
+            (
+                "(tensor 'rbms.1.log_sigma' has shape (16,), model.json describes "
+                "(100000016,))"
+            ),
+        ),
+        (
+            set_model_field("head_classes", 10),
+            "(tensor 'head.bias' is missing)",
+        ),
+    ],
+    ids=[
+        "model-missing",
+        "n-visible-text",
+        "layer-sizes-text",
+        "layer-size-fraction",
+        "n-labels-float",
+        "layer-size-huge",
+        "n-labels-huge",
+        "head-without-weights",
+    ],
+)
+def test_sample_rejects_damaged_stage(capsys, tmp_path, finished_run, change, message):
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    edit_json(run_dir / "stages" / "pretrained" / "model.json", change)
+    before = files_of(tmp_path)
+
+    code, err = sample(capsys, run_dir, tmp_path / "grid.png")
+
+    assert code == 2
+    assert_one_error(err, message)
+    assert str(run_dir / "stages" / "pretrained") in err
+    assert files_of(tmp_path) == before
