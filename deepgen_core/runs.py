@@ -214,13 +214,23 @@ class Run:
             raise InputError(
                 f"run {self.path} has no stage {stage!r} (stages: {available}){hint}"
             )
+
         device = self.device() if device is None else device
         folder = self.stage_dir(stage)
         model, shapes = read_stage_model(folder)
         weights = folder / "model.safetensors"
         check_stage_shapes(weights, shapes)
+        tensors = load_tensors(weights, device)
+        for name, tensor in tensors.items():
+            if not bool(torch.isfinite(tensor).all()):
+                raise InputError(
+                    f"the weights of stage {stage} are not finite: tensor {name!r} "
+                    f"in {weights} contains NaN or inf, so the stage is damaged; "
+                    "restore it from a copy of the run, or train or fine-tune it again"
+                )
+
         dbn = DBNModule.from_config(model).to(device)
-        dbn.load_state_dict(load_tensors(weights, device))
+        dbn.load_state_dict(tensors)
         dbn.eval()
         return dbn
 

@@ -377,3 +377,39 @@ def test_sample_rejects_damaged_stage(capsys, tmp_path, finished_run, change, me
     assert_one_error(err, message)
     assert str(run_dir / "stages" / "pretrained") in err
     assert files_of(tmp_path) == before
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["sample", "--n", "4", "--steps", "2", "--out", "{out}.png"],
+        ["features", "--units", "1:*", "--out", "{out}.npz"],
+        ["probe", "--units", "1:*"],
+        ["evaluate", "--ais-runs", "2", "--ais-betas", "10", "--n-samples", "4"],
+    ],
+    ids=["sample", "features", "probe", "evaluate"],
+)
+@pytest.mark.parametrize("value", [float("nan"), float("inf")], ids=["nan", "inf"])
+def test_stage_with_non_finite_weights_is_rejected(
+    capsys, tmp_path, finished_run, command, value
+):
+    run_dir = shutil.copytree(finished_run, tmp_path / "run")
+    weights = run_dir / "stages" / "pretrained" / "model.safetensors"
+    tensors = load_file(weights)
+    tensors["rbms.1.weight"][3, 2] = value
+    save_file(tensors, weights)
+    before = files_of(tmp_path)
+
+    name, *options = command
+    options = [option.format(out=tmp_path / "output") for option in options]
+    code = main(["-q", name, str(run_dir), *options])
+    err = capsys.readouterr().err
+
+    assert code == 2
+    assert_one_error(
+        err,
+        f"the weights of stage pretrained are not finite: tensor 'rbms.1.weight' "
+        f"in {weights} contains NaN or inf, so the stage is damaged; restore it "
+        "from a copy of the run, or train or fine-tune it again",
+    )
+    assert files_of(tmp_path) == before
