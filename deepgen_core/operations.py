@@ -21,7 +21,7 @@ from .data import USER_FILE_SUFFIXES, Dataset, fingerprint_user_file, load_datas
 from .dbn import DBNModule, check_layer_sizes, train_dbn
 from .device import make_generator, resolve_device
 from .embedding import embedding_key, project
-from .errors import InputError
+from .errors import InputError, TrainingDiverged
 from .finetune import FinetuneConfig, HeadConfig, finetune_backprop, finetune_head
 from .linear_svm import TorchLinearSVC
 from .progress import ProgressCallback, StopCheck
@@ -70,6 +70,7 @@ def train_run(
             # A write cut off by a crash; the file it was replacing is intact.
             leftover.unlink()
         dataset = run.dataset()
+        created_folder = False
     else:
         if config is None:
             raise InputError("a new run needs a configuration")
@@ -80,27 +81,64 @@ def train_run(
             config.dataset = str(Path(config.dataset).expanduser().resolve())
             # Later commands compare the file with this to find changes.
             config.data_fingerprint = fingerprint_user_file(config.dataset, dataset)
+        created_folder = not Path(out).exists()
         run = create_run(out, config)
     config = run.config
     device = run.device()
     x = to_tensor(dataset.x_train, device)
     y = to_tensor(dataset.y_train, device, torch.int64)
-    dbn, history = train_dbn(
-        x,
-        config.dbn,
-        y=y,
-        x_valid=to_tensor(dataset.x_test, device),
-        y_valid=to_tensor(dataset.y_test, device, torch.int64),
-        n_classes=dataset.n_classes,
-        checkpointer=run,
-        progress=progress,
-        should_stop=should_stop,
-    )
+    try:
+        dbn, history = train_dbn(
+            x,
+            config.dbn,
+            y=y,
+            x_valid=to_tensor(dataset.x_test, device),
+            y_valid=to_tensor(dataset.y_test, device, torch.int64),
+            n_classes=dataset.n_classes,
+            checkpointer=run,
+            progress=progress,
+            should_stop=should_stop,
+        )
+    except TrainingDiverged as error:
+        kept = keep_after_divergence(run, resume, created_folder)
+        raise TrainingDiverged(f"{error}. {kept}") from None
     info = {"dataset": config.dataset, "device": str(device), "epochs": len(history)}
     run.save_stage(PRETRAINED, dbn, info, history)
     run.clear_checkpoint()
     logger.info("pretraining of %s finished", run.path)
     return run
+
+
+def keep_after_divergence(run: Run, resumed: bool, created_folder: bool) -> str:
+    """Clean up after training of ``run`` diverged, and describe what was kept.
+
+    A new run that diverged before its first checkpoint has nothing worth
+    keeping, so its config.json is removed, and its folder too when this
+    command created it, so that the same --out can be used again. A resumed
+    run is left as it is.
+    """
+    if (run.checkpoint_dir / "state.json").exists():
+        return f"The last good checkpoint was kept in {run.checkpoint_dir}"
+    if resumed:
+        return (
+            f"No epoch finished, so {run.path} has no checkpoint and resuming it "
+            "would diverge again: remove that folder and train again with a lower "
+            "--lr, or train into a new --out"
+        )
+    (run.path / "config.json").unlink(missing_ok=True)
+    removed = f"config.json was removed from {run.path}"
+    if created_folder and not any(run.path.iterdir()):
+        run.path.rmdir()
+        removed = f"the run folder {run.path} was removed"
+        logger.info(
+            "removed run folder %s, which diverged in its first epoch", run.path
+        )
+    if run.path.exists() and any(run.path.iterdir()):
+        return f"No epoch finished, so nothing was saved and {removed}"
+    return (
+        f"No epoch finished, so nothing was saved and {removed}: train again with "
+        "the same --out"
+    )
 
 
 def check_run_config(config: RunConfig) -> Dataset:

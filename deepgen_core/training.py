@@ -559,9 +559,9 @@ def check_finite(rbm: RBMModule, figures: dict[str, float], where: str) -> None:
     if not (params_ok and figures_ok):
         what = "weights" if not params_ok else "reconstruction error"
         raise TrainingDiverged(
-            f"training diverged at {where}: the {what} became NaN or inf; the last "
-            "good checkpoint was kept. Lower the learning rate (--lr) or, for "
-            "Gaussian visible units, standardise the data"
+            f"training diverged at {where}: the {what} became NaN or inf. Lower "
+            "the learning rate (--lr) or, for Gaussian visible units, standardise "
+            "the data"
         )
 
 

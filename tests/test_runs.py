@@ -121,8 +121,11 @@ def test_divergence_names_layer_and_keeps_checkpoint(tmp_path, small_mnist_npz):
     config = json.loads((run_dir / "config.json").read_text())
     config["dbn"]["rbm"]["learning_rate"] = 1e38
     (run_dir / "config.json").write_text(json.dumps(config))
-    with pytest.raises(TrainingDiverged, match=r"layer 2, epoch 2: the weights"):
+    with pytest.raises(
+        TrainingDiverged, match=r"layer 2, epoch 2: the weights"
+    ) as error:
         train_run(str(run_dir), resume=True)
+    assert f"The last good checkpoint was kept in {checkpoint}" in str(error.value)
 
     after = {p.name: p.read_bytes() for p in checkpoint.iterdir()}
     assert after == before
@@ -245,3 +248,52 @@ def test_run_files_get_mode_of_umask(tmp_path, umask):
         "stages/pretrained/evaluation.json": expected,
     }
     assert file_modes(outputs) == {"grid.png": expected, "f.npz": expected}
+
+
+@pytest.mark.parametrize("folder_existed", [False, True], ids=["new", "empty"])
+def test_first_epoch_divergence_frees_out(tmp_path, folder_existed):
+    run_dir = tmp_path / "run"
+    if folder_existed:
+        run_dir.mkdir()
+    config = digits_config(layers=(16,), epochs=1)
+    config.dbn.rbm.learning_rate = 1e30
+
+    with pytest.raises(TrainingDiverged) as error:
+        train_run(str(run_dir), config)
+
+    message = str(error.value)
+    assert "training diverged at layer 1, epoch 1: the weights became NaN" in message
+    removed = (
+        f"config.json was removed from {run_dir}"
+        if folder_existed
+        else f"the run folder {run_dir} was removed"
+    )
+    assert f"No epoch finished, so nothing was saved and {removed}: train " in message
+    assert "last good checkpoint" not in message
+    assert run_dir.exists() == folder_existed
+    if folder_existed:
+        assert list(run_dir.iterdir()) == []
+
+    run = train_run(str(run_dir), digits_config(layers=(16,), epochs=1))
+    assert run.stages() == [PRETRAINED]
+
+
+def test_resume_diverging_without_checkpoint_keeps_folder(tmp_path):
+    run_dir = tmp_path / "run"
+    with pytest.raises(Interrupt):
+        train_run(str(run_dir), digits_config(), progress=interrupt_at(1, 1))
+    config = json.loads((run_dir / "config.json").read_text())
+    config["dbn"]["rbm"]["learning_rate"] = 1e30
+    (run_dir / "config.json").write_text(json.dumps(config))
+    before = {p.name: p.read_bytes() for p in run_dir.iterdir()}
+    assert list(before) == ["config.json"]
+
+    with pytest.raises(TrainingDiverged) as error:
+        train_run(str(run_dir), resume=True)
+
+    assert (
+        f"No epoch finished, so {run_dir} has no checkpoint and resuming it would "
+        "diverge again: remove that folder and train again with a lower --lr, or "
+        "train into a new --out"
+    ) in str(error.value)
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir()} == before
