@@ -211,6 +211,11 @@ class Run:
                     f"; run `deepgen finetune {self.path} --method "
                     f"{methods[stage]}` to make it"
                 )
+            elif not stages and (self.checkpoint_dir / "state.json").exists():
+                hint = (
+                    "; pretraining stopped before it finished, continue it with "
+                    f"`deepgen train --resume --out {self.path}`"
+                )
             raise InputError(
                 f"run {self.path} has no stage {stage!r} (stages: {available}){hint}"
             )

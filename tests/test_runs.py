@@ -152,6 +152,21 @@ def test_missing_stage_names_available_stages(tmp_path, small_mnist_npz):
         run.load_stage("finetuned")
 
 
+def test_unfinished_run_points_at_resume(tmp_path, small_mnist_npz):
+    with pytest.raises(Interrupt):
+        train_run(
+            str(tmp_path / "cut"),
+            small_config(small_mnist_npz),
+            progress=interrupt_at(2, 1),
+        )
+    with pytest.raises(InputError) as caught:
+        open_run(tmp_path / "cut").load_stage(PRETRAINED)
+    assert str(caught.value).endswith(
+        "(stages: none yet: train it first); pretraining stopped before it "
+        f"finished, continue it with `deepgen train --resume --out {tmp_path / 'cut'}`"
+    )
+
+
 def test_damaged_weights_file_gives_clear_error(tmp_path, small_mnist_npz):
     config = small_config(small_mnist_npz)
     config.dbn.rbm.epochs = 1
