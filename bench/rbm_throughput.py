@@ -43,9 +43,8 @@ ratios, so that a drift in the machine's speed affects every figure alike.
 The ratio targets are deepgen / scikit-learn float32 >= 2 and deepgen /
 matmul bound >= 0.80. The script also prints matmul bound / scikit-learn
 float32: the most that deepgen / scikit-learn float32 could reach if
-everything but the products cost nothing. Where it is below 2, scikit-learn's
-BLAS computes its products nearly as fast as torch's, and the 2x target
-cannot be met on that machine.
+everything but the products cost nothing. Where it is below 2, the 2x target
+cannot be met on that machine with that many threads.
 
 On a machine where other processes keep the cores busy, several threads per
 process wait on each other and every figure can drop tenfold from one round
@@ -376,7 +375,8 @@ def print_report(report: dict) -> None:
             f"\nNOTE: the five products alone run {ceiling:.2f} times as fast as "
             "scikit-learn's whole fit here. A CD-1 step that issues them cannot "
             f"beat that ratio, so the {SKLEARN_TARGET:g}x target is out of reach "
-            "on this machine for any float32 implementation of these products."
+            "here with these threads for any float32 implementation of these "
+            "products."
         )
 
     unsteady = {
