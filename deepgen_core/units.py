@@ -29,7 +29,7 @@ GRAMMAR = (
     "(the input) or a hidden layer number and RANGE is * (all units), N (one unit) "
     "or A-B (units A to B inclusive), for example 1:* or 2:0-99 or 1:*,3:0-49"
 )
-ITEM = re.compile(r"^(\d+):(\*|\d+|\d+-\d+)$")
+ITEM = re.compile(r"(\d+):(\*|\d+|\d+-\d+)", re.ASCII)
 
 
 class UnitSelection(dict):
@@ -54,12 +54,12 @@ def parse_units(spec: str, layer_sizes: list[int]) -> UnitSelection:
     Raises :class:`InputError` that quotes the grammar for a malformed SPEC,
     and names the layer's size for a unit out of range.
     """
-    text = (spec or "").replace(" ", "")
+    text = "".join((spec or "").split())
     if not text:
         raise InputError(f"the unit SPEC is empty; {GRAMMAR}")
     chosen: dict[int, set[int]] = {}
     for item in text.split(","):
-        match = ITEM.match(item)
+        match = ITEM.fullmatch(item)
         if not match:
             raise InputError(f"invalid unit SPEC item {item!r} in {spec!r}; {GRAMMAR}")
         layer, part = int(match.group(1)), match.group(2)

@@ -37,6 +37,10 @@ def test_canonical_spec_round_trips(spec, canonical):
         assert np.array_equal(again[layer], selection[layer])
 
 
+def test_whitespace_anywhere_is_ignored():
+    assert parse_units("\n1:*,\t2:0-9 ", SIZES).spec() == "1:*,2:0-9"
+
+
 def test_format_without_sizes_writes_ranges():
     assert format_units({1: np.arange(500)}) == "1:0-499"
 
@@ -48,6 +52,7 @@ def test_format_without_sizes_writes_ranges():
         ("1", "invalid unit SPEC item '1'"),
         ("1:a-b", "invalid unit SPEC item '1:a-b'"),
         ("1:*;2:*", "invalid unit SPEC item"),
+        ("\u0967:*", "invalid unit SPEC item '\u0967:\\*'"),
         ("4:*", "layer 4 in unit SPEC '4:\\*' does not exist: this net has layers 0"),
         (
             "2:500",
