@@ -8,10 +8,12 @@ disk leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
 
 import torch
@@ -100,17 +102,9 @@ def read_tensor_shapes(path: str | os.PathLike) -> dict[str, tuple[int, ...]]:
     Raises :class:`InputError` when the file is missing or damaged.
     """
     path = Path(path)
-    try:
-        with safe_open(path, framework="pt") as tensors:
-            names = tensors.keys()
-            return {name: tuple(tensors.get_slice(name).get_shape()) for name in names}
-    except FileNotFoundError:
-        raise InputError(f"tensor file {path} was not found") from None
-    except (SafetensorError, ValueError, OSError) as error:
-        raise InputError(
-            f"tensor file {path} could not be read as safetensors ({error}); it "
-            "was damaged, restore it from a copy of the run or train again"
-        ) from None
+    with tensor_file_errors(path), safe_open(path, framework="pt") as tensors:
+        names = tensors.keys()
+        return {name: tuple(tensors.get_slice(name).get_shape()) for name in names}
 
 
 def load_tensors(
@@ -118,8 +112,16 @@ def load_tensors(
 ) -> dict[str, torch.Tensor]:
     """Load a safetensors file, raising :class:`InputError` when it is damaged."""
     path = Path(path)
-    try:
+    with tensor_file_errors(path):
         tensors = load_safetensors_bytes(path.read_bytes())
+    return {name: t.to(device) for name, t in tensors.items()}
+
+
+@contextlib.contextmanager
+def tensor_file_errors(path: Path) -> Iterator[None]:
+    """Turn a missing or unreadable safetensors file into one :class:`InputError`."""
+    try:
+        yield
     except FileNotFoundError:
         raise InputError(f"tensor file {path} was not found") from None
     except (SafetensorError, ValueError, OSError) as error:
@@ -127,4 +129,3 @@ def load_tensors(
             f"tensor file {path} could not be read as safetensors ({error}); it "
             "was damaged, restore it from a copy of the run or train again"
         ) from None
-    return {name: t.to(device) for name, t in tensors.items()}
