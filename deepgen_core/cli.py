@@ -16,6 +16,7 @@ import io
 import json
 import logging
 import os
+import shlex
 import signal
 import sys
 import time
@@ -637,7 +638,7 @@ def command_train(args, progress: ConsoleProgress) -> int:
         logger.warning(
             "interrupted; continue from the last finished epoch with "
             "`deepgen train --resume --out %s`",
-            args.out,
+            shlex.quote(args.out),
         )
         return 130
     finally:
@@ -781,7 +782,8 @@ def command_sample(args) -> int:
         chain_every,
         args.start,
     )
-    write_output(args.out, "--out", save_png, image_grid(samples, dataset.image_shape))
+    picture = image_grid(samples, dataset.image_shape)
+    write_output(args.out, "--out", save_png, picture)
     if args.chain_out:
         first = np.stack([step[0] for step in chain])
         picture = image_grid(first, dataset.image_shape, n_columns=len(first))
@@ -837,7 +839,7 @@ def check_output_file(path: str, option: str, suffix: str) -> None:
 def write_output(path: str, option: str, write, value) -> None:
     """Call ``write(path, value)``, turning a refused write into :class:`InputError`."""
     try:
-        write(path, value)
+        write(Path(path).expanduser(), value)
     except OSError as error:
         raise InputError(
             f"cannot write {path}: {error.strerror or error}; choose another {option}"

@@ -81,7 +81,7 @@ def train_run(
             config.dataset = str(Path(config.dataset).expanduser().resolve())
             # Later commands compare the file with this to find changes.
             config.data_fingerprint = fingerprint_user_file(config.dataset, dataset)
-        created_folder = not Path(out).exists()
+        created_folder = not Path(out).expanduser().exists()
         run = create_run(out, config)
     config = run.config
     device = run.device()

@@ -450,8 +450,12 @@ def _is_number(value: object) -> bool:
 
 
 def create_run(path: str | os.PathLike, config: RunConfig) -> Run:
-    """Create a new run folder; reject one that already contains files."""
-    path = Path(path)
+    """Create a new run folder; reject one that already contains files.
+
+    The folder's name must be a valid run name, so that the app can open it.
+    """
+    path = Path(path).expanduser()
+    check_run_name(path.resolve().name)
     if path.exists() and (not path.is_dir() or any(path.iterdir())):
         raise InputError(
             f"run folder {path} already exists and is not empty; choose another "
@@ -469,7 +473,7 @@ def create_run(path: str | os.PathLike, config: RunConfig) -> Run:
 
 def open_run(path: str | os.PathLike) -> Run:
     """Open an existing run folder, raising :class:`InputError` when missing."""
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.is_dir():
         raise InputError(
             f"run folder {path} does not exist; pass the folder given to "

@@ -181,6 +181,7 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
         (["train", "--learn-sigma", "--out", "{new}"], "add --visible gaussian"),
         (["train", "--sparsity-cost", "-1", "--out", "{new}"], "sparsity cost"),
         (["train", "--out", " "], "--out is empty"),
+        (["train", "--out", "{tmp}/my run"], "run name 'my run' is invalid"),
     ],
     ids=[
         "unit-out-of-range",
@@ -206,6 +207,7 @@ def test_sample_writes_grid_png(capsys, trained_run, tmp_path):
         "learn-sigma-bernoulli",
         "negative-sparsity-cost",
         "empty-out",
+        "run-name-with-space",
     ],
 )
 def test_bad_input_gives_one_clear_error(capsys, trained_run, tmp_path, args, message):
@@ -434,6 +436,17 @@ def test_finetuning_at_chance_is_flagged(
         assert info["chance_accuracy"] == np.mean(data["y_test"] == commonest)
     assert "no better than always predicting the commonest label" in info["warning"]
     assert info["warning"] in caplog.text
+
+
+def test_home_folder_in_paths_is_expanded(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    args = ["train", "--dataset", "digits", "--drop-last", "--layers", "8"]
+    code, _, err = run_cli(capsys, *args, "--epochs", "1", "--out", "~/run")
+    assert code == 0, err
+    assert (tmp_path / "run" / "stages" / "pretrained").is_dir()
+    code, _, err = run_cli(capsys, "sample", "~/run", "--n", "4", "--out", "~/a.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "a.png").size == (2 * (2 * 9 + 1), 2 * (2 * 9 + 1))
 
 
 def test_updown_divergence_keeps_no_stage(capsys, trained_run):
