@@ -592,7 +592,7 @@ RESUME_KEEPS = ("command", "out", "resume", "background", "runs_dir", "quiet")
 
 def check_resume_options(args) -> None:
     """Raise :class:`InputError` when --resume is given settings it would ignore."""
-    defaults = build_parser().parse_args(["train", "--out", args.out])
+    defaults = build_parser().parse_args(["train", "--out", "run"])
     changed = [
         "--" + name.replace("_", "-")
         for name, value in vars(args).items()
@@ -837,7 +837,7 @@ def check_output_file(path: str, option: str, suffix: str) -> None:
 
 
 def write_output(path: str, option: str, write, value) -> None:
-    """Call ``write(path, value)``, turning a refused write into :class:`InputError`."""
+    """Call ``write(path, value)``, turning an OSError into :class:`InputError`."""
     try:
         write(Path(path).expanduser(), value)
     except OSError as error:

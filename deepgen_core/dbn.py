@@ -45,6 +45,7 @@ from .training import (
     epoch_metrics,
 )
 from .units import parse_units
+from .validation import is_int
 
 logger = logging.getLogger(__name__)
 
@@ -366,10 +367,10 @@ def check_model_config(config: object) -> None:
             raise InputError(f"field {name!r} is missing")
     sizes = config["layer_sizes"]
     checks = [
-        ("n_visible", _is_count(config["n_visible"], 1), "a positive integer"),
+        ("n_visible", is_int(config["n_visible"]), "a positive integer"),
         (
             "layer_sizes",
-            isinstance(sizes, list) and sizes and all(_is_count(n, 1) for n in sizes),
+            isinstance(sizes, list) and sizes and all(is_int(n) for n in sizes),
             "a list of positive integers",
         ),
         (
@@ -377,7 +378,7 @@ def check_model_config(config: object) -> None:
             config.get("visible_type", "bernoulli") in VISIBLE_TYPES,
             f"one of {', '.join(VISIBLE_TYPES)}",
         ),
-        ("n_labels", _is_count(config.get("n_labels", 0), 0), "an integer >= 0"),
+        ("n_labels", is_int(config.get("n_labels", 0), 0), "an integer >= 0"),
         (
             "learn_sigma",
             isinstance(config.get("learn_sigma", False), bool),
@@ -385,7 +386,7 @@ def check_model_config(config: object) -> None:
         ),
         (
             "head_classes",
-            _is_count(config.get("head_classes", 0), 0),
+            is_int(config.get("head_classes", 0), 0),
             "an integer >= 0",
         ),
         (
@@ -398,10 +399,6 @@ def check_model_config(config: object) -> None:
     for name, valid, expected in checks:
         if not valid:
             raise InputError(f"field {name!r} must be {expected}, got {config[name]!r}")
-
-
-def _is_count(value: object, low: int) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= low
 
 
 # Greedy training -----------------------------------------------------------------

@@ -44,7 +44,7 @@ logger = logging.getLogger(__name__)
 CLASSIFIERS = ("linear-svm", "rbf-svm")
 FEATURE_BATCH = 2000
 MAX_SAMPLES = 10_000
-"""Most samples one call draws: the grid of a larger set would be unreadable."""
+"""Largest number of samples one call draws, because a larger grid is unreadable."""
 DEFAULT_C = 0.1
 """SVM regularisation: hidden probabilities in [0, 1] over hundreds of units
 fit better with more regularisation than scikit-learn's default C = 1."""
@@ -100,8 +100,8 @@ def train_run(
             should_stop=should_stop,
         )
     except TrainingDiverged as error:
-        kept = keep_after_divergence(run, resume, created_folder)
-        raise TrainingDiverged(f"{error}. {kept}") from None
+        outcome = keep_after_divergence(run, resume, created_folder)
+        raise TrainingDiverged(f"{error}. {outcome}") from None
     info = {"dataset": config.dataset, "device": str(device), "epochs": len(history)}
     run.save_stage(PRETRAINED, dbn, info, history)
     run.clear_checkpoint()
@@ -126,19 +126,18 @@ def keep_after_divergence(run: Run, resumed: bool, created_folder: bool) -> str:
             "--lr, or train into a new --out"
         )
     (run.path / "config.json").unlink(missing_ok=True)
-    removed = f"config.json was removed from {run.path}"
     if created_folder and not any(run.path.iterdir()):
         run.path.rmdir()
-        removed = f"the run folder {run.path} was removed"
         logger.info(
             "removed run folder %s, which diverged in its first epoch", run.path
         )
+        removed = f"the run folder {run.path} was removed"
+    else:
+        removed = f"config.json was removed from {run.path}"
+    outcome = f"No epoch finished, so nothing was saved and {removed}"
     if run.path.exists() and any(run.path.iterdir()):
-        return f"No epoch finished, so nothing was saved and {removed}"
-    return (
-        f"No epoch finished, so nothing was saved and {removed}: train again with "
-        "the same --out"
-    )
+        return outcome
+    return f"{outcome}: train again with the same --out"
 
 
 def check_run_config(config: RunConfig) -> Dataset:

@@ -50,6 +50,7 @@ from .dbn import DBNConfig, DBNModule, TrainingState, check_layer_sizes
 from .device import resolve_device
 from .errors import InputError
 from .training import check_setting_types
+from .validation import is_int, is_number
 
 logger = logging.getLogger(__name__)
 
@@ -382,12 +383,12 @@ def check_checkpoint_state(state: dict, n_layers: int, epochs: int) -> None:
     if missing:
         raise InputError(f"field {missing[0]!r} is missing")
     layer, epoch = state["layer"], state["epoch"]
-    if not (_is_int(layer) and 0 <= layer < n_layers):
+    if not (is_int(layer, 0) and layer < n_layers):
         raise InputError(
             f"field 'layer' must be an integer from 0 to {n_layers - 1} (layers "
             f"counted from 0), got {layer!r}"
         )
-    if not (_is_int(epoch) and 0 <= epoch <= epochs):
+    if not (is_int(epoch, 0) and epoch <= epochs):
         raise InputError(
             f"field 'epoch' must be an integer from 0 to {epochs}, got {epoch!r}"
         )
@@ -412,9 +413,9 @@ def check_checkpoint_history(
     for number, record in enumerate(history, 1):
         valid = (
             isinstance(record, dict)
-            and _is_int(record.get("layer"))
-            and _is_int(record.get("epoch"))
-            and _is_number(record.get("recon_error"))
+            and is_int(record.get("layer"), 0)
+            and is_int(record.get("epoch"), 0)
+            and is_number(record.get("recon_error"))
         )
         if not valid:
             raise InputError(
@@ -439,14 +440,6 @@ def _after(position: tuple[int, int] | None) -> str:
     if position is None:
         return "before the first epoch"
     return f"after layer {position[0]} epoch {position[1]}"
-
-
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def create_run(path: str | os.PathLike, config: RunConfig) -> Run:

@@ -161,13 +161,14 @@ def is_int(value, minimum: int = 1) -> bool:
     )
 
 
+def is_number(value) -> bool:
+    """Tell whether ``value`` is a real number (not a bool)."""
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
 def is_finite_number(value) -> bool:
     """Tell whether ``value`` is a finite real number (not a bool)."""
-    return (
-        isinstance(value, numbers.Real)
-        and not isinstance(value, (bool, np.bool_))
-        and math.isfinite(value)
-    )
+    return is_number(value) and math.isfinite(value)
 
 
 def is_bool(value) -> bool:

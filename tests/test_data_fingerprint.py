@@ -156,6 +156,17 @@ def run_cli(capsys, *args):
     return code, err
 
 
+def run_failing_command(capsys, run_dir, command) -> str:
+    """Run ``command`` on ``run_dir``, check it fails with one error, return stderr."""
+    name, *options = command
+    options = [option.format(folder=run_dir.parent) for option in options]
+    code, err = run_cli(capsys, name, str(run_dir), *options)
+    assert code == 2
+    assert err.count("error:") == 1
+    assert "Traceback" not in err
+    return err
+
+
 @pytest.fixture
 def run_with_labels(tmp_path):
     """A 20-8-8 net with label units, trained through the CLI on ``a.npz``."""
@@ -182,12 +193,7 @@ def test_cli_rejects_changed_data_file(capsys, run_with_labels, command, change)
     stages = sorted(path.name for path in (run_dir / "stages").iterdir())
     write_npz(data, **change)
 
-    name, *options = command
-    options = [option.format(folder=run_dir.parent) for option in options]
-    code, err = run_cli(capsys, name, str(run_dir), *options)
-    assert code == 2
-    assert err.count("error:") == 1
-    assert "Traceback" not in err
+    err = run_failing_command(capsys, run_dir, command)
     assert f"data file {data} changed since the run was trained on it." in err
     assert sorted(path.name for path in (run_dir / "stages").iterdir()) == stages
     assert not (run_dir.parent / "f.npz").exists()
@@ -236,12 +242,7 @@ def test_run_without_fingerprint_checks_net_shape(
     remove_fingerprint(run_dir)
     write_npz(data, **change)
 
-    name, *options = command
-    options = [option.format(folder=run_dir.parent) for option in options]
-    code, err = run_cli(capsys, name, str(run_dir), *options)
-    assert code == 2
-    assert err.count("error:") == 1
-    assert "Traceback" not in err
+    err = run_failing_command(capsys, run_dir, command)
     assert f"dataset {data} {problem}, so it is not the data that run " in err
     assert "restore that data, or train a new run on this data" in err
     assert sorted(path.name for path in (run_dir / "stages").iterdir()) == [
