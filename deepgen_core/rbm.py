@@ -52,7 +52,8 @@ def sample_bernoulli(
     matrix products. On the CPU, raises RuntimeError for NaN probabilities,
     which only diverged weights produce. On a GPU the check is skipped:
     reading its result would make every draw wait for the device. There the
-    finite checks after each epoch catch the divergence.
+    finite checks after each epoch catch the divergence. NOTE: this GPU
+    path has not been run on a GPU yet.
     """
     if probs.device.type == "cpu" and torch.isnan(probs.sum()):
         raise RuntimeError(

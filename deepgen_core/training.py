@@ -501,7 +501,8 @@ class CDTrainer:
         )
         # Each batch is gathered into the same buffer, which stays in the
         # cache for the step's products. index_select copies whole rows; on
-        # the CPU it takes about half the time of data[rows] (torch 2.13).
+        # the CPU it took about half the time of data[rows] when measured
+        # with torch 2.13.
         buffer = data.new_empty((batch, *data.shape[1:]))
         n_batches = data.shape[0] // batch
         if data.shape[0] % batch and not self.config.drop_last:

@@ -105,9 +105,7 @@ def test_runs_page_lists_run_with_figures(app, app_runs):
     assert not [w.value for w in app.warning if "commonest label" in w.value]
 
 
-def test_runs_page_warns_when_finetuning_stays_at_chance(
-    tmp_path, monkeypatch, random_label_npz
-):
+def test_runs_page_warns_at_chance(tmp_path, monkeypatch, random_label_npz):
     rbm = RBMTrainingConfig(epochs=1)
     config = RunConfig(str(random_label_npz), DBNConfig([32], rbm=rbm), "cpu")
     run = train_run(str(tmp_path / "runs" / "noise"), config)
@@ -121,7 +119,7 @@ def test_runs_page_warns_when_finetuning_stays_at_chance(
     assert f"Stage finetuned-head: {warning}." in [w.value for w in app.warning]
 
 
-def test_pages_refuse_a_changed_data_file(tmp_path, monkeypatch, random_label_npz):
+def test_pages_reject_changed_data_file(tmp_path, monkeypatch, random_label_npz):
     data = tmp_path / "data.npz"
     shutil.copy(random_label_npz, data)
     rbm = RBMTrainingConfig(epochs=1)

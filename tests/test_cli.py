@@ -457,13 +457,13 @@ def test_updown_divergence_keeps_no_stage(capsys, trained_run):
     assert not (trained_run / "stages" / "finetuned-updown").exists()
 
 
-def test_empty_job_list_says_so(capsys, tmp_path):
+def test_empty_job_list_is_reported(capsys, tmp_path):
     code, out, _ = run_cli(capsys, "jobs", "list", "--runs-dir", str(tmp_path))
     assert code == 0
     assert out == f"no jobs in {tmp_path}\n"
 
 
-def test_stop_request_ends_training_with_resume_hint(tmp_path):
+def test_sigterm_prints_resume_hint(tmp_path):
     run_dir = tmp_path / "run"
     command = [sys.executable, "-m", "deepgen_core", "train", "--dataset", "digits"]
     command += ["--drop-last", "--layers", "64", "--epochs", "1000"]

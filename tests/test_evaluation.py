@@ -70,7 +70,7 @@ def test_every_stage_gets_every_figure(capsys, evaluated_run, stage):
     assert open_run(evaluated_run).load_evaluation(stage) == result
 
 
-def test_gaussian_net_gets_every_figure_but_the_likelihood(capsys, tmp_path):
+def test_gaussian_net_skips_likelihood(capsys, tmp_path):
     # Standardised data with labels: Gaussian input units, no binary images.
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(3, 12))
@@ -170,7 +170,7 @@ def test_change_is_reported_only_beyond_error_bars():
     assert "worse on log-likelihood down 4.0 nats" in text
 
 
-def test_one_class_has_zero_entropy_without_sign():
+def test_one_class_entropy_is_zero():
     from deepgen_core.quality import _class_figures
 
     entropy, covered = _class_figures(np.zeros(10, dtype=int), 10)
